@@ -1,0 +1,186 @@
+"""The base of every two-player objective: samples from traces, one backward, step records."""
+
+import torch
+import pyro
+import pyro.poutine as poutine
+from pyro.infer import ELBO
+from pyro.infer.util import is_validation_enabled
+
+__all__ = ["AdversarialLoss", "TrainingDivergedError"]
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Raised when a loss turns NaN or infinite; the parameters are left as they were."""
+
+
+def _require_module(critic):
+    if not isinstance(critic, torch.nn.Module):
+        raise ValueError(f"Expected the critic to be a torch.nn.Module, actual {type(critic).__name__}")
+
+
+class AdversarialLoss(ELBO):
+    r"""Base class of the GAN objectives: an :class:`~pyro.infer.ELBO` whose losses are the pair
+    ``(critic_loss, generator_loss)``.
+
+    Real data are the value observed at the model's ``obs_site``; fakes are the same site's
+    value when the model runs unconditioned (:func:`~pyro.poutine.uncondition`), replayed
+    against the guide's trace. The observation must be reparameterized (``Delta`` or
+    ``Normal``), so gradients reach the generator through the fakes.
+
+    :meth:`loss_and_grads` runs one backward through a *disjoint surrogate*: the critic's term
+    sees ``fake.detach()``, the generator's term sees the critic with detached parameters
+    (:func:`torch.func.functional_call`), so each parameter set receives only its own player's
+    gradient. With ``critic_steps = k`` the generator is updated on one step in ``k``; on the
+    other steps the model and guide run without capturing their parameters, so
+    :class:`~pyro.infer.SVI`'s optimizer does not touch them at all.
+
+    After every call of :meth:`loss` or :meth:`loss_and_grads`, :attr:`last` holds that step's
+    named values (floats).
+
+    :param int critic_steps: critic updates per generator update.
+    :param str obs_site: the name of the model's observation site.
+    :param callable backward: how to back-propagate the surrogate (default
+        ``tensor.backward()``; e.g. ``fabric.backward``).
+    """
+
+    def __init__(self, *, critic_steps=1, obs_site="x", backward=None):
+        super().__init__(num_particles=1)
+        if not isinstance(critic_steps, int) or critic_steps < 1:
+            raise ValueError(f"Expected critic_steps to be an int >= 1, actual {critic_steps!r}")
+        self.critic_steps = critic_steps
+        self.obs_site = obs_site
+        self._backward = backward if backward is not None else torch.Tensor.backward
+        self.step = 0
+        self.last = {}
+
+    # -- the three methods of Pyro's contract ---------------------------------------------
+    def loss(self, model, guide, *args, **kwargs):
+        """Both players' losses as floats, without building a graph or counting a step."""
+        with torch.no_grad():
+            losses, record = self._losses(model, guide, args, kwargs, generator=False)
+        self._finish(losses, record, generator_updated=False)
+        return tuple(float(x) for x in losses)
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        """Both players' losses as tensors whose sum is the disjoint surrogate."""
+        losses, record = self._losses(model, guide, args, kwargs, generator=True)
+        self._check_finite(losses, record)
+        return losses
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        """Compute both losses, back-propagate once, and return them as floats."""
+        update_generator = (self.step + 1) % self.critic_steps == 0
+        losses, record = self._losses(model, guide, args, kwargs, generator=update_generator)
+        self._check_finite(losses, record)
+        surrogate = losses[0] + losses[1] if update_generator else losses[0]
+        if surrogate.requires_grad:
+            self._backward(surrogate)
+        self._finish(losses, record, generator_updated=update_generator)
+        self.step += 1
+        return tuple(self.last[k] for k in ("critic_loss", "generator_loss"))
+
+    # -- to be provided by subclasses -------------------------------------------------------
+    def _losses(self, model, guide, args, kwargs, generator):
+        """Return ``((critic_loss, generator_loss), record)``; ``record`` maps names to tensors."""
+        raise NotImplementedError
+
+    def _get_trace(self, model, guide, args, kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not use ELBO's particle traces")
+
+    # -- shared helpers ---------------------------------------------------------------------
+    def _sample(self, model, guide, args, kwargs, generator=True):
+        """Run guide and model once; return ``(real, fake, model_trace, guide_trace)``.
+
+        With ``generator=False`` the model and guide run under :func:`torch.no_grad` with their
+        parameter sites hidden from SVI, so the generator is neither differentiated nor stepped.
+        """
+        if generator:
+            return self._traced_sample(model, guide, args, kwargs)
+        with torch.no_grad(), poutine.block(hide_types=["param"]):
+            return self._traced_sample(model, guide, args, kwargs)
+
+    def _traced_sample(self, model, guide, args, kwargs):
+        with poutine.trace() as tr:
+            guide(*args, **kwargs)
+        guide_trace = tr.trace
+        with poutine.trace() as tr, poutine.uncondition():
+            with poutine.replay(trace=guide_trace):
+                model(*args, **kwargs)
+        model_trace = tr.trace
+        site = self._observation(model_trace)
+        real, fake = site["infer"]["obs"], site["value"]
+        if is_validation_enabled():
+            self._validate(real, fake)
+        return real, fake, model_trace, guide_trace
+
+    def _observation(self, model_trace):
+        sites = [n for n, s in model_trace.nodes.items() if s["type"] == "sample"]
+        if self.obs_site not in model_trace.nodes:
+            raise ValueError(
+                f"Expected the model to have an observation site {self.obs_site!r}, actual sample "
+                f"sites {sites}; name it in the model or pass obs_site= to the loss"
+            )
+        site = model_trace.nodes[self.obs_site]
+        if not site["infer"].get("was_observed", False):
+            raise ValueError(
+                f"Expected site {self.obs_site!r} to be observed, but it has no data; call "
+                f"svi.step(x) with the data batch (pyro.sample(..., obs=x) in the model)"
+            )
+        if not getattr(site["fn"], "has_rsample", False):
+            raise ValueError(
+                f"Expected a reparameterized observation at {self.obs_site!r} (Delta or Normal), "
+                f"actual {type(site['fn']).__name__}; gradients could not reach the generator"
+            )
+        return site
+
+    @staticmethod
+    def _validate(real, fake):
+        if real.shape != fake.shape:
+            raise ValueError(
+                f"Expected the data batch to have the generator's output shape "
+                f"{tuple(fake.shape)}, actual {tuple(real.shape)}; check the data's shape and "
+                f"the generator's output size"
+            )
+        if not torch.isfinite(real).all():
+            bad = (~torch.isfinite(real)).reshape(real.shape[0], -1).any(-1).nonzero().flatten()
+            raise ValueError(
+                f"Expected finite data, actual NaN or inf in rows {bad[:10].tolist()}"
+                f"{' ...' if len(bad) > 10 else ''}; drop or impute those rows"
+            )
+
+    def _critic_forward(self, critic, real, fake, generator):
+        """Critic outputs ``(v_real, v_fake, v_gen)``; ``v_gen`` is ``None`` without generator.
+
+        ``v_fake`` sees detached fakes (the critic's term); ``v_gen`` sees the live fakes through
+        the critic with detached parameters (the generator's term).
+        """
+        v_real = critic(real)
+        v_fake = critic(fake.detach())
+        v_gen = None
+        if generator:
+            frozen = {k: p.detach() for k, p in critic.named_parameters()}
+            v_gen = torch.func.functional_call(critic, frozen, (fake,))
+        return v_real, v_fake, v_gen
+
+    @staticmethod
+    def _register(name, module):
+        pyro.module(name, module)
+
+    def _check_finite(self, losses, record):
+        if all(torch.isfinite(x).all() for x in losses):
+            return
+        raise TrainingDivergedError(
+            f"{type(self).__name__} turned non-finite at step {self.step} (critic loss "
+            f"{float(losses[0])}, generator loss {float(losses[1])}): {self._overflow_hint()}. "
+            f"The parameters were not updated."
+        )
+
+    def _overflow_hint(self):
+        return "the critic's output grew without bound; lower the learning rates"
+
+    def _finish(self, losses, record, generator_updated):
+        names = ["critic_loss", "generator_loss", *record]
+        values = torch.stack([x.detach().reshape(()).to(torch.float64) for x in (*losses, *record.values())])
+        self.last = dict(zip(names, values.tolist()))
+        self.last["step"] = self.step
+        self.last["generator_updated"] = generator_updated
