@@ -211,7 +211,7 @@ class Neyman(Divergence):
         return (1 - u) ** 2 / u
 
     def f_star(self, t):
-        return _outside(2 - 2 * torch.sqrt((1 - t).clamp(min=0)), t < 1)
+        return _outside(2 - 2 * torch.sqrt((1 - t).clamp(min=0)), t <= 1)
 
     def f_prime(self, u):
         return 1 - u**-2
@@ -357,7 +357,8 @@ class Alpha(Divergence):
     The output activation is :math:`g_f(v) = \frac{1}{1-\alpha} - \mathrm{softplus}(-v)` for
     :math:`\alpha < 1` (the f-GAN table) and :math:`g_f(v) = \mathrm{softplus}(v) -
     \frac{1}{\alpha - 1}` for :math:`\alpha > 1`: the table prints the identity there, which
-    leaves the domain :math:`t > -1/(\alpha - 1)` where the conjugate is real.
+    leaves the region :math:`t > -1/(\alpha - 1)` where the conjugate's power is real (below
+    it :math:`f^* = -1/\alpha`).
 
     :param float alpha: the order.
     """
@@ -377,7 +378,11 @@ class Alpha(Divergence):
         a = self.alpha
         s = 1 + t * (a - 1)
         value = (s.clamp(min=0) ** (a / (a - 1)) - 1) / a
-        return _outside(value, s > 0)
+        if a > 1:
+            # For s <= 0 the supremum over u >= 0 sits at u = 0: f*(t) = -f(0) = -1/alpha.
+            return value
+        # At s = 0 the power gives -1/alpha (alpha < 0, the lsc closure) or +inf (0 < alpha < 1).
+        return _outside(value, s >= 0)
 
     def f_prime(self, u):
         a = self.alpha

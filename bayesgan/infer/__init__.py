@@ -1,7 +1,18 @@
 """Objectives: GAN losses as :class:`pyro.infer.ELBO` subclasses that plug into
-:class:`pyro.infer.SVI`."""
+:class:`pyro.infer.SVI`. Each returns ``(critic_loss, generator_loss)`` from ``svi.step``."""
 
 from .fgan import FGANLoss
 from .gan import AdversarialLoss, TrainingDivergedError
+from .mmd import MMDLoss
+from .relativistic import RelativisticLoss
+from .wgan import WassersteinLoss, WeightClipping
 
-__all__ = ["AdversarialLoss", "FGANLoss", "TrainingDivergedError"]
+__all__ = [
+    "AdversarialLoss",
+    "FGANLoss",
+    "MMDLoss",
+    "RelativisticLoss",
+    "TrainingDivergedError",
+    "WassersteinLoss",
+    "WeightClipping",
+]

@@ -1,7 +1,5 @@
 """The f-GAN family (Nowozin et al., 2016) as a two-player Pyro loss."""
 
-import torch
-
 from .. import divergences
 from .gan import AdversarialLoss, _require_module
 
@@ -50,9 +48,10 @@ class FGANLoss(AdversarialLoss):
     :param int critic_steps: critic updates per generator update.
     :param str generator_objective: ``"nonsaturating"``, ``"saturating"``, or ``None`` for the
         divergence's measured default.
+    :param penalty: optional critic penalty ``penalty(critic, real, fake) -> Tensor`` (see
+        :mod:`bayesgan.penalties`), added to the critic loss.
+    :param generator_penalty: e.g. :class:`~bayesgan.penalties.GeneratorGradientPenalty`.
     :param str obs_site: the model's observation site.
-    :param callable penalty: optional ``penalty(critic, real, fake) -> Tensor`` added to the
-        critic loss.
     :param str critic_name: the name the critic is registered under in Pyro's param store.
     :param callable backward: how to back-propagate (default ``tensor.backward()``).
 
@@ -82,13 +81,22 @@ class FGANLoss(AdversarialLoss):
         *,
         critic_steps=1,
         generator_objective=None,
-        obs_site="x",
         penalty=None,
+        generator_penalty=None,
+        obs_site="x",
         critic_name="critic",
         backward=None,
     ):
-        super().__init__(critic_steps=critic_steps, obs_site=obs_site, backward=backward)
         _require_module(critic)
+        super().__init__(
+            critic,
+            critic_steps=critic_steps,
+            penalty=penalty,
+            generator_penalty=generator_penalty,
+            obs_site=obs_site,
+            critic_name=critic_name,
+            backward=backward,
+        )
         self.divergence = divergences.get(divergence)
         if generator_objective is None:
             generator_objective = self.divergence.default_generator_objective
@@ -97,36 +105,18 @@ class FGANLoss(AdversarialLoss):
                 f"Expected generator_objective in {_OBJECTIVES}, actual {generator_objective!r}"
             )
         self.generator_objective = generator_objective
-        self.critic = critic
-        self.critic_name = critic_name
-        self.penalty = penalty
 
-    def _losses(self, model, guide, args, kwargs, generator):
-        self._register(self.critic_name, self.critic)
-        real, fake, _, _ = self._sample(model, guide, args, kwargs, generator)
-        v_real, v_fake, v_gen = self._critic_forward(self.critic, real, fake, generator)
+    def _critic_objective(self, v_real, v_fake):
         div = self.divergence
         t_real = div.activation(v_real).mean()
-        conj_fake = div.f_star_activation(v_fake).mean()
-        estimate = t_real - conj_fake
-        critic_loss = -estimate
-        penalty = torch.zeros((), dtype=critic_loss.dtype, device=critic_loss.device)
-        if self.penalty is not None:
-            penalty = self.penalty(self.critic, real, fake.detach())
-            critic_loss = critic_loss + penalty
-        generator_loss = self._generator_loss(v_gen if generator else v_fake.detach())
-        record = {
-            "critic_real": t_real,
-            "critic_fake": div.activation(v_fake).mean(),
-            "divergence": estimate,
-            "penalty": penalty,
-        }
-        return (critic_loss, generator_loss), record
+        estimate = t_real - div.f_star_activation(v_fake).mean()
+        record = {"critic_real": t_real, "critic_fake": div.activation(v_fake).mean(), "divergence": estimate}
+        return -estimate, record
 
-    def _generator_loss(self, v):
+    def _generator_objective(self, v_real, v_gen):
         if self.generator_objective == "saturating":
-            return -self.divergence.f_star_activation(v).mean()
-        return -self.divergence.activation(v).mean()
+            return -self.divergence.f_star_activation(v_gen).mean()
+        return -self.divergence.activation(v_gen).mean()
 
     def _overflow_hint(self):
         return self.divergence.overflow_hint

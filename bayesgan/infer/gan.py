@@ -27,6 +27,11 @@ class _UnconditionSite(UnconditionMessenger):
             super()._pyro_sample(msg)
 
 
+def _trace_params(trace):
+    """The unconstrained parameters a trace touched, in order (as SVI collects them)."""
+    return [site["value"].unconstrained() for site in trace.nodes.values() if site["type"] == "param"]
+
+
 def _require_module(critic):
     if not isinstance(critic, torch.nn.Module):
         raise ValueError(f"Expected the critic to be a torch.nn.Module, actual {type(critic).__name__}")
@@ -68,18 +73,52 @@ class AdversarialLoss(ELBO):
     After every call of :meth:`loss` or :meth:`loss_and_grads`, :attr:`last` holds that step's
     named values (floats).
 
+    Subclasses with a critic define ``_critic_objective(v_real, v_fake) -> (loss, record)`` and
+    ``_generator_objective(v_real, v_gen) -> loss`` on the critic's raw outputs; objectives
+    without the usual critic (MMD) override ``_losses``.
+
+    :param torch.nn.Module critic: the critic, or ``None`` for critic-free objectives.
     :param int critic_steps: critic updates per generator update.
+    :param penalty: a critic penalty ``penalty(critic, real, fake) -> Tensor`` (see
+        :mod:`bayesgan.penalties`), added to the critic's loss.
+    :param constraint: a projection ``constraint(critic)`` applied in place before each step
+        (e.g. :class:`~bayesgan.infer.WeightClipping`).
+    :param generator_penalty: ``generator_penalty(generator_loss, params, fake) -> Tensor`` added
+        to the generator's loss on the steps that update the generator (e.g.
+        :class:`~bayesgan.penalties.GeneratorGradientPenalty`); :meth:`loss` leaves it out.
     :param str obs_site: the name of the model's observation site.
+    :param str critic_name: the critic's name in Pyro's param store.
     :param callable backward: how to back-propagate the surrogate (default
         ``tensor.backward()``; e.g. ``fabric.backward``).
     """
 
-    def __init__(self, *, critic_steps=1, obs_site="x", backward=None):
+    def __init__(
+        self,
+        critic=None,
+        *,
+        critic_steps=1,
+        penalty=None,
+        constraint=None,
+        generator_penalty=None,
+        obs_site="x",
+        critic_name="critic",
+        backward=None,
+    ):
         super().__init__(num_particles=1)
+        if critic is not None:
+            _require_module(critic)
         if not isinstance(critic_steps, int) or critic_steps < 1:
             raise ValueError(f"Expected critic_steps to be an int >= 1, actual {critic_steps!r}")
+        for name, value in (("penalty", penalty), ("constraint", constraint), ("generator_penalty", generator_penalty)):
+            if value is not None and not callable(value):
+                raise ValueError(f"Expected {name} to be callable or None, actual {type(value).__name__}")
+        self.critic = critic
         self.critic_steps = critic_steps
+        self.penalty = penalty
+        self.constraint = constraint
+        self.generator_penalty = generator_penalty
         self.obs_site = obs_site
+        self.critic_name = critic_name
         self._backward = backward if backward is not None else torch.Tensor.backward
         self.step = 0
         self.last = {}
@@ -110,10 +149,40 @@ class AdversarialLoss(ELBO):
         self.step += 1
         return tuple(self.last[k] for k in ("critic_loss", "generator_loss"))
 
-    # -- to be provided by subclasses -------------------------------------------------------
+    # -- the template; subclasses provide the two objectives ---------------------------------
     def _losses(self, model, guide, args, kwargs, generator):
         """Return ``((critic_loss, generator_loss), record)``; ``record`` maps names to tensors."""
+        if self.constraint is not None:
+            self.constraint(self.critic)
+        self._register(self.critic_name, self.critic)
+        real, fake, model_trace, guide_trace = self._sample(model, guide, args, kwargs, generator)
+        v_real, v_fake, v_gen = self._critic_forward(self.critic, real, fake, generator)
+        critic_loss, record = self._critic_objective(v_real, v_fake)
+        penalty = critic_loss.new_zeros(())
+        if self.penalty is not None:
+            penalty = self.penalty(self.critic, real, fake.detach())
+            critic_loss = critic_loss + penalty
+        record["penalty"] = penalty
+        v = v_gen if generator else v_fake.detach()
+        generator_loss = self._generator_objective(v_real.detach(), v)
+        generator_loss = self._add_generator_penalty(generator_loss, record, model_trace, guide_trace, fake, generator)
+        return (critic_loss, generator_loss), record
+
+    def _critic_objective(self, v_real, v_fake):
         raise NotImplementedError
+
+    def _generator_objective(self, v_real, v_gen):
+        raise NotImplementedError
+
+    def _add_generator_penalty(self, generator_loss, record, model_trace, guide_trace, fake, generator):
+        if self.generator_penalty is None:
+            return generator_loss
+        penalty = generator_loss.new_zeros(())
+        if generator:
+            params = _trace_params(model_trace) + _trace_params(guide_trace)
+            penalty = self.generator_penalty(generator_loss, params, fake)
+        record["generator_penalty"] = penalty
+        return generator_loss + penalty
 
     def _get_trace(self, model, guide, args, kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not use ELBO's particle traces")
@@ -201,7 +270,7 @@ class AdversarialLoss(ELBO):
             return
         raise TrainingDivergedError(
             f"{type(self).__name__} turned non-finite at step {self.step} (critic loss "
-            f"{float(losses[0])}, generator loss {float(losses[1])}): {self._overflow_hint()}. "
+            f"{losses[0].item()}, generator loss {losses[1].item()}): {self._overflow_hint()}. "
             f"The parameters were not updated."
         )
 
