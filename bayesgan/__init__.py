@@ -1,25 +1,32 @@
 """bayesgan: GANs as Bayesian neural networks with partial stochasticity, on Pyro and PyTorch."""
 
-from . import datasets, divergences, infer, kernels, metrics, models, penalties
-from .infer import FGANLoss, MMDLoss, RelativisticLoss, TrainingDivergedError, WassersteinLoss
+from . import datasets, diagnostics, divergences, handlers, infer, kernels, metrics, models, penalties
+from .ema import EMA
+from .handlers import relax
+from .infer import SAM, FGANLoss, MMDLoss, RelativisticLoss, TrainingDivergedError, WassersteinLoss
 from .models import GeneratorModel, prior_guide
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EMA",
     "FGANLoss",
     "GeneratorModel",
     "MMDLoss",
     "RelativisticLoss",
+    "SAM",
     "TrainingDivergedError",
     "WassersteinLoss",
     "__version__",
     "datasets",
+    "diagnostics",
     "divergences",
+    "handlers",
     "infer",
     "kernels",
     "metrics",
     "models",
     "penalties",
     "prior_guide",
+    "relax",
 ]

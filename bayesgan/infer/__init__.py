@@ -4,6 +4,7 @@
 from .fgan import FGANLoss
 from .gan import AdversarialLoss, TrainingDivergedError
 from .mmd import MMDLoss
+from .sam import SAM
 from .relativistic import RelativisticLoss
 from .wgan import WassersteinLoss, WeightClipping
 
@@ -12,6 +13,7 @@ __all__ = [
     "FGANLoss",
     "MMDLoss",
     "RelativisticLoss",
+    "SAM",
     "TrainingDivergedError",
     "WassersteinLoss",
     "WeightClipping",

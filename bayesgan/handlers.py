@@ -1,0 +1,113 @@
+r"""Effect handlers that change the model: likelihood relaxation and instance noise.
+
+:func:`relax` replaces the point-mass observation :math:`\delta(x - G(z))` by the relaxed
+likelihood :math:`\mathcal{N}(x \mid G(z), \sigma^2 I)` (the paper's relaxation: noise on the
+generated samples only, ``where="fake"``), or also adds :math:`\sigma\epsilon` to the observed
+data (instance noise, Sønderby et al. 2016, ``where="both"``). Only the observation site
+changes. The scale may follow a schedule of the training step: :func:`constant`, :func:`linear`,
+:func:`exponential`.
+
+>>> import torch, pyro, pyro.distributions as dist
+>>> def model(x):
+...     with pyro.plate("data", x.shape[0]):
+...         pyro.sample("x", dist.Delta(torch.zeros(x.shape), event_dim=1), obs=x)
+>>> relaxed = relax(model, scale=0.1)
+>>> tr = pyro.poutine.trace(relaxed).get_trace(torch.zeros(3, 2))
+>>> type(tr.nodes["x"]["fn"]).__name__
+'Independent'
+"""
+
+import math
+
+import pyro.distributions as dist
+import torch
+from pyro.poutine.messenger import Messenger
+
+__all__ = ["RelaxMessenger", "constant", "exponential", "linear", "relax"]
+
+
+def constant(value):
+    """A schedule that is ``value`` at every step."""
+    return lambda step: value
+
+
+def linear(start, end, steps):
+    r"""A schedule going linearly from ``start`` at step 0 to ``end`` at step ``steps``, then
+    staying at ``end``: :math:`\sigma_t = \sigma_0 + (\sigma_1 - \sigma_0)\min(t / T, 1)`."""
+    if not steps > 0:
+        raise ValueError(f"Expected steps > 0, actual {steps!r}")
+    return lambda step: start + (end - start) * min(step / steps, 1.0)
+
+
+def exponential(start, half_life):
+    r"""A schedule halving every ``half_life`` steps: :math:`\sigma_t = \sigma_0 2^{-t / h}`."""
+    if not half_life > 0:
+        raise ValueError(f"Expected half_life > 0, actual {half_life!r}")
+    return lambda step: start * math.pow(2.0, -step / half_life)
+
+
+class RelaxMessenger(Messenger):
+    """The messenger behind :func:`relax`; ``step`` counts the observed calls it has seen."""
+
+    def __init__(self, scale, *, where="fake", site="x", noise=None):
+        super().__init__()
+        if where not in ("fake", "both"):
+            raise ValueError(f"Expected where 'fake' (relaxation) or 'both' (instance noise), actual {where!r}")
+        if not callable(scale) and not scale > 0:
+            raise ValueError(f"Expected scale > 0 or a schedule (a callable of the step), actual {scale!r}")
+        self.scale, self.where, self.site = scale, where, site
+        self.noise = noise if noise is not None else _standard_normal
+        self.step = 0
+
+    def current_scale(self):
+        """The scale at the current step."""
+        return float(self.scale(self.step)) if callable(self.scale) else float(self.scale)
+
+    def _pyro_sample(self, msg):
+        if msg["name"] != self.site:
+            return
+        fn = msg["fn"]
+        if not isinstance(fn, dist.Delta):
+            raise ValueError(
+                f"Expected a Delta (point-mass) observation at {self.site!r} to relax, actual "
+                f"{type(fn).__name__}; a model that already has a likelihood needs no relax()"
+            )
+        scale = self.current_scale()
+        if msg["is_observed"]:
+            self.step += 1
+        if scale == 0:
+            return
+        msg["fn"] = dist.Normal(fn.v, scale).to_event(fn.event_dim)
+        if msg["is_observed"] and self.where == "both":
+            obs = msg["value"]
+            msg["value"] = obs + scale * self.noise(obs.shape, obs.dtype, obs.device)
+
+
+def _standard_normal(shape, dtype, device):
+    return torch.randn(shape, dtype=dtype, device=device)
+
+
+def relax(fn=None, *, scale, where="fake", site="x", noise=None):
+    r"""Relax the point-mass observation of a model to :math:`\mathcal{N}(G(z), \sigma^2 I)`.
+
+    With ``where="fake"`` (the paper's likelihood relaxation) only the generated samples carry
+    the noise: the unconditioned site draws :math:`G(z) + \sigma\epsilon`, and writing
+    ``Normal(G(z), sigma).to_event(...)`` in the model by hand is the same. With
+    ``where="both"`` (instance noise) the observed data get :math:`\sigma\epsilon'` too.
+
+    :param callable fn: the model; ``None`` returns the messenger, for use as a context manager.
+    :param scale: :math:`\sigma > 0`, or a schedule: a callable of the step (the number of
+        observed calls of the model so far, one per ``svi.step``; set ``.step`` to resume).
+    :param str where: ``"fake"`` or ``"both"``.
+    :param str site: the observation site.
+    :param callable noise: ``noise(shape, dtype, device)`` returning standard-normal draws for the
+        data in ``where="both"`` (default :func:`torch.randn`); fixed draws give common random
+        numbers.
+    :returns: the wrapped model, whose messenger is its ``.messenger`` attribute.
+    """
+    messenger = RelaxMessenger(scale, where=where, site=site, noise=noise)
+    if fn is None:
+        return messenger
+    wrapped = messenger(fn)
+    wrapped.messenger = messenger
+    return wrapped
