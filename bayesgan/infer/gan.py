@@ -6,6 +6,7 @@ import pyro.poutine as poutine
 from pyro.infer import ELBO
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.uncondition_messenger import UnconditionMessenger
+from pyro.poutine.util import site_is_subsample
 
 __all__ = ["AdversarialLoss", "TrainingDivergedError"]
 
@@ -37,13 +38,18 @@ def _require_module(critic):
         raise ValueError(f"Expected the critic to be a torch.nn.Module, actual {type(critic).__name__}")
 
 
-def _call_frozen(module, *inputs):
+def _call_frozen(module, *inputs, higher_order=False):
     """``module(*inputs)`` with the module's parameters treated as constants.
 
     Gradients flow to the inputs only. Switching ``requires_grad`` off around the call is
     several times cheaper than :func:`torch.func.functional_call` with detached copies, and the
-    graph it builds is the same.
+    graph it builds is the same for one backward. Not for two: autograd saves a leaf parameter
+    itself, so a graph built with ``create_graph=True`` from it (a generator penalty) reaches
+    the parameter once ``requires_grad`` is back on. ``higher_order=True`` uses detached copies.
     """
+    if higher_order:
+        detached = {name: p.detach() for name, p in module.named_parameters()}
+        return torch.func.functional_call(module, detached, inputs)
     params = [p for p in module.parameters() if p.requires_grad]
     try:
         for p in params:
@@ -214,8 +220,10 @@ class AdversarialLoss(ELBO):
         return real, fake, model_trace, guide_trace
 
     def _observation(self, model_trace):
-        sites = [n for n, s in model_trace.nodes.items() if s["type"] == "sample"]
-        if self.obs_site not in model_trace.nodes:
+        sites = [
+            n for n, s in model_trace.nodes.items() if s["type"] == "sample" and not site_is_subsample(s)
+        ]
+        if self.obs_site not in sites:  # a plate's name is not a sample site
             raise ValueError(
                 f"Expected the model to have an observation site {self.obs_site!r}, actual sample "
                 f"sites {sites}; name it in the model or pass obs_site= to the loss"
@@ -227,9 +235,12 @@ class AdversarialLoss(ELBO):
                 f"svi.step(x) with the data batch (pyro.sample(..., obs=x) in the model)"
             )
         if not getattr(site["fn"], "has_rsample", False):
+            base = site["fn"]
+            while hasattr(base, "base_dist"):  # name Bernoulli, not its Independent wrapper
+                base = base.base_dist
             raise ValueError(
                 f"Expected a reparameterized observation at {self.obs_site!r} (Delta or Normal), "
-                f"actual {type(site['fn']).__name__}; gradients could not reach the generator"
+                f"actual {type(base).__name__}; gradients could not reach the generator"
             )
         return site
 
@@ -258,7 +269,7 @@ class AdversarialLoss(ELBO):
         v_fake = critic(fake.detach())
         v_gen = None
         if generator:
-            v_gen = _call_frozen(critic, fake)
+            v_gen = _call_frozen(critic, fake, higher_order=self.generator_penalty is not None)
         return v_real, v_fake, v_gen
 
     @staticmethod

@@ -89,7 +89,8 @@ class MMDLoss(AdversarialLoss):
             estimate = self._mmd2(phi_real, self.critic(fake.detach()))
             critic_loss = -estimate
             if generator:
-                generator_loss = self._mmd2(phi_real.detach(), _call_frozen(self.critic, fake))
+                v_gen = _call_frozen(self.critic, fake, higher_order=self.generator_penalty is not None)
+                generator_loss = self._mmd2(phi_real.detach(), v_gen)
             else:
                 generator_loss = estimate.detach()
         record = {"mmd2": estimate, "divergence": estimate}
