@@ -18,7 +18,10 @@ computed by double back-propagation through one graph, so the Hessian is never f
 
 import pyro
 import pyro.poutine as poutine
+import pyro.util
 import torch
+
+from .infer.sam import _counters, _set_counters
 
 __all__ = ["generator_sharpness", "hessian_eigenvalues", "hessian_trace", "sharpness"]
 
@@ -110,6 +113,8 @@ def hessian_trace(loss, params, *, num_samples=100, generator=None):
 
     :returns: ``(estimate, standard_error)`` as floats.
     """
+    if not (isinstance(num_samples, int) and num_samples >= 1):
+        raise ValueError(f"Expected num_samples to be an int >= 1, actual {num_samples!r}")
     hvp, n, dtype, device = _hvp_operator(loss, params)
     draws = []
     for _ in range(num_samples):
@@ -139,7 +144,9 @@ def generator_sharpness(loss, model, guide, batches, *, seed=0, **kwargs):
     """The paper's flatness measure for a GAN loss: the top Hessian eigenvalue(s) of the
     generator's loss with respect to the generator's (model and guide) parameters, with the
     critic held fixed, averaged over ``batches``. Each batch uses fixed random numbers
-    (``seed + i``), so every Hessian-vector product sees the same latents. Put networks in the
+    (``seed + i``), so every Hessian-vector product sees the same latents. The global random
+    streams and the counters a loss call advances (a :func:`~bayesgan.handlers.relax` step, a
+    :class:`~bayesgan.penalties.Lazy` phase) are restored afterwards. Put networks in the
     mode you want measured (the paper: eval mode, EMA weights) before calling.
 
     :param loss: a bayesgan loss with a ``differentiable_loss`` returning ``(critic, generator)``.
@@ -152,13 +159,20 @@ def generator_sharpness(loss, model, guide, batches, *, seed=0, **kwargs):
     critic = getattr(loss, "critic", None)
     critic_ids = {id(p) for p in critic.parameters()} if critic is not None else set()
     values = []
-    for i, batch in enumerate(batches):
-        pyro.set_rng_seed(seed + i)
-        with poutine.trace(param_only=True) as capture:
-            _, generator_loss = loss.differentiable_loss(model, guide, batch)
-        params = [site["value"].unconstrained() for site in capture.trace.nodes.values()]
-        params = [p for p in dict.fromkeys(params) if id(p) not in critic_ids]
-        values.append(hessian_eigenvalues(generator_loss, params, **kwargs))
+    # A measurement must not change the training run: restore the global random streams that
+    # the seeding replaces, and the counters a loss call advances (relax's step, Lazy's phase).
+    rng, counters = pyro.util.get_rng_state(), _counters(getattr(loss, "base", loss), model)
+    try:
+        for i, batch in enumerate(batches):
+            pyro.set_rng_seed(seed + i)
+            with poutine.trace(param_only=True) as capture:
+                _, generator_loss = loss.differentiable_loss(model, guide, batch)
+            params = [site["value"].unconstrained() for site in capture.trace.nodes.values()]
+            params = [p for p in dict.fromkeys(params) if id(p) not in critic_ids]
+            values.append(hessian_eigenvalues(generator_loss, params, **kwargs))
+    finally:
+        pyro.util.set_rng_state(rng)
+        _set_counters(counters)
     if not values:
         raise ValueError("Expected at least one batch, actual none")
     return torch.stack(values).mean(0)

@@ -47,7 +47,8 @@ class EMA:
     def update(self):
         """Fold the module's current weights into the average; call it after each optimizer step."""
         averaging = self.num_updates >= self.start
-        params = {name for name, _ in self.module.named_parameters()}
+        # every name of a shared (tied) parameter: state_dict lists each, and all must average
+        params = {name for name, _ in self.module.named_parameters(remove_duplicate=False)}
         for name, value in self.module.state_dict().items():
             shadow = self.shadow[name]
             if averaging and name in params and value.is_floating_point():

@@ -41,6 +41,9 @@ class RBFMixture:
         if inverse_bandwidths is not None and bandwidths is not None:
             raise ValueError("Expected inverse_bandwidths or bandwidths, actual both")
         if bandwidths is not None:
+            bandwidths = tuple(float(s) for s in bandwidths)
+            if not bandwidths or min(bandwidths) <= 0:
+                raise ValueError(f"Expected positive bandwidths, actual {bandwidths}")
             inverse_bandwidths = [1.0 / (2.0 * s**2) for s in bandwidths]
         if inverse_bandwidths is None:
             inverse_bandwidths = PAPER_INVERSE_BANDWIDTHS
@@ -50,7 +53,10 @@ class RBFMixture:
         self.inverse_bandwidths = values
 
     def __call__(self, x, y):
-        d2 = torch.cdist(_flat(x), _flat(y)).pow(2)
+        # |x|^2 + |y|^2 - 2 x.y is twice differentiable; torch.cdist has no double backward for
+        # 25 rows or fewer (generator gradient penalties and Hessian-vector products need one).
+        x, y = _flat(x), _flat(y)
+        d2 = (x.pow(2).sum(1, keepdim=True) + y.pow(2).sum(1) - 2 * x @ y.T).clamp(min=0)
         return sum(torch.exp(-lam * d2) for lam in self.inverse_bandwidths)
 
     def __repr__(self):

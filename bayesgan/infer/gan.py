@@ -33,6 +33,16 @@ def _trace_params(trace):
     return [site["value"].unconstrained() for site in trace.nodes.values() if site["type"] == "param"]
 
 
+def _check_single_sample(critic):
+    norms = [type(m).__name__ for m in critic.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if norms:
+        raise ValueError(
+            f"Expected a batch of at least 2 for a critic with {norms[0]} in training mode, actual "
+            f"batch size 1: batch statistics of one sample are undefined; use a larger batch, or "
+            f"GroupNorm/LayerNorm (or no normalization) in the critic"
+        )
+
+
 def _require_module(critic):
     if not isinstance(critic, torch.nn.Module):
         raise ValueError(f"Expected the critic to be a torch.nn.Module, actual {type(critic).__name__}")
@@ -265,6 +275,8 @@ class AdversarialLoss(ELBO):
         ``v_fake`` sees detached fakes (the critic's term); ``v_gen`` sees the live fakes through
         the critic with detached parameters (the generator's term).
         """
+        if real.shape[0] == 1 and critic.training:
+            _check_single_sample(critic)
         v_real = critic(real)
         v_fake = critic(fake.detach())
         v_gen = None

@@ -74,6 +74,11 @@ class SAM(ELBO):
         return self.base.last
 
     @property
+    def critic(self):
+        """The wrapped loss's critic (``None`` if it has none)."""
+        return getattr(self.base, "critic", None)
+
+    @property
     def step(self):
         return self.base.step
 
