@@ -4,7 +4,7 @@ import math
 
 import torch.nn.functional as F
 
-from .gan import AdversarialLoss
+from .gan import AdversarialLoss, _require_module
 
 __all__ = ["RelativisticLoss"]
 
@@ -55,6 +55,7 @@ class RelativisticLoss(AdversarialLoss):
         critic_name="critic",
         backward=None,
     ):
+        _require_module(critic)
         super().__init__(
             critic,
             critic_steps=critic_steps,

@@ -3,7 +3,7 @@
 import torch
 
 from ..penalties import GradientPenalty
-from .gan import AdversarialLoss
+from .gan import AdversarialLoss, _require_module
 
 __all__ = ["WassersteinLoss", "WeightClipping"]
 
@@ -90,6 +90,7 @@ class WassersteinLoss(AdversarialLoss):
         critic_name="critic",
         backward=None,
     ):
+        _require_module(critic)
         if penalty is _DEFAULT:
             penalty = GradientPenalty(10.0)
         super().__init__(
