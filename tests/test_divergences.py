@@ -217,13 +217,13 @@ def _mp_f_star_activation(name, kwargs, v):
         return mp.tanh(v) / 2
     if name == "kl":
         return mp.exp(v - 1)
-    if name == "reverse_kl":
-        t = -mp.exp(-v)
+    if name == "reverse_kl":  # g(v) = -softplus(-v), not the table's -exp(-v) (see ReverseKL)
+        t = -log1pexp(-v)
         return -1 - mp.log(-t)
     if name == "pearson":
         return v**2 / 4 + v
-    if name == "neyman":
-        t = -mp.expm1(-v)
+    if name == "neyman":  # g(v) = 1 - softplus(-v)^2, not the table's 1 - exp(-v) (see Neyman)
+        t = 1 - log1pexp(-v) ** 2
         return 2 - 2 * mp.sqrt(1 - t)
     if name == "squared_hellinger":
         t = -mp.expm1(-v)
