@@ -1,0 +1,330 @@
+"""The ``bayesgan`` command: train a GAN on a toy target and write samples, metrics and weights.
+
+The training loop is the one a user writes by hand::
+
+    svi = SVI(model, prior_guide, optim, loss=FGANLoss(divergence, critic))
+    for batch in batches(data, batch_size):
+        svi.step(batch)
+
+where ``optim`` is Pyro's Adam with a per-parameter learning-rate callable (the critic's
+parameters are registered as ``critic.*``), wrapped in :class:`pyro.optim.LambdaLR` when the
+learning rates decay (``--lr-decay``, on by default; then ``optim.step()`` follows each
+``svi.step``). With no flags, ``bayesgan train`` fits PacGAN's 2D-ring (8 Gaussians on the
+unit circle, std 0.01) and reports PacGAN's mode-coverage metrics.
+"""
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import pyro
+from pyro.infer import SVI
+from tqdm import tqdm
+
+from . import __version__, datasets, divergences, metrics
+from .infer import FGANLoss, TrainingDivergedError
+from .models import GeneratorModel, prior_guide
+from .nn import ACTIVATIONS, mlp
+
+__all__ = ["build_parser", "main", "train"]
+
+_OBJECTIVES = ("nonsaturating", "saturating")
+
+
+def build_parser():
+    """The argument parser of the ``bayesgan`` command and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="bayesgan",
+        description="GANs as Bayesian neural networks on Pyro: train f-GANs on toy targets.",
+        epilog="Run 'bayesgan train --help' for the training flags.",
+    )
+    parser.add_argument("--version", action="version", version=f"bayesgan {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(commands)
+    return parser
+
+
+def _add_train(commands):
+    p = commands.add_parser(
+        "train",
+        help="train a GAN on a toy target (default: PacGAN's 8-Gaussian ring)",
+        description="Train an MLP generator against an MLP critic with FGANLoss and pyro.infer.SVI. "
+        "Writes samples.png, metrics.json, params.pt and train_log.csv to --out.",
+        formatter_class=_HelpFormatter,
+    )
+    data = p.add_argument_group("data")
+    data.add_argument("--data", default="ring", choices=datasets.names(), help="toy target")
+    data.add_argument("--num-data", type=_positive_int, default=100_000, help="training set size")
+    data.add_argument("--eval-samples", type=_positive_int, default=2_500,
+                      help="generated samples for the metrics and the plot")
+    loss = p.add_argument_group("objective")
+    loss.add_argument("--divergence", default="gan", choices=divergences.names(),
+                      help="f-divergence of FGANLoss")
+    loss.add_argument("--generator-objective", default=None, choices=_OBJECTIVES,
+                      help="generator loss (default: the divergence's own default)")
+    loss.add_argument("--critic-steps", type=_positive_int, default=2,
+                      help="critic updates per generator update")
+    opt = p.add_argument_group("optimization")
+    opt.add_argument("--steps", type=_positive_int, default=6_000, help="SVI steps")
+    opt.add_argument("--batch-size", type=_positive_int, default=256, help="minibatch size")
+    opt.add_argument("--lr-generator", type=_positive_float, default=2e-3, help="generator's Adam lr")
+    opt.add_argument("--lr-critic", type=_positive_float, default=2e-3, help="critic's Adam lr")
+    opt.add_argument("--betas", type=_betas, default="0.5,0.999", metavar="B1,B2",
+                     help="Adam betas of both players")
+    opt.add_argument("--lr-decay", type=_fraction, default=0.5, metavar="FRACTION",
+                     help="decay both lrs linearly to 1%% over this final fraction of the steps "
+                     "(0: constant)")
+    net = p.add_argument_group("networks")
+    net.add_argument("--latent-dim", type=_positive_int, default=2, help="latent dimension")
+    net.add_argument("--width", type=_positive_int, default=128, help="generator's hidden units per layer")
+    net.add_argument("--depth", type=_nonnegative_int, default=3, help="generator's hidden layers")
+    net.add_argument("--critic-width", type=_positive_int, default=None,
+                     help="critic's hidden units per layer (default: --width)")
+    net.add_argument("--critic-depth", type=_nonnegative_int, default=None,
+                     help="critic's hidden layers (default: --depth)")
+    net.add_argument("--activation", default="relu", choices=sorted(ACTIVATIONS),
+                     help="hidden activation")
+    run = p.add_argument_group("run")
+    run.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and sampling")
+    run.add_argument("--out", type=Path, default=None,
+                     help="output folder (default: runs/<data>-<timestamp>)")
+    run.add_argument("--log-every", type=_positive_int, default=100,
+                     help="write a train_log.csv row every N steps")
+    run.add_argument("--threads", type=_positive_int, default=1,
+                     help="torch CPU threads; small networks run fastest on one")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=train)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show a flag's default unless it has none (``None``) or is a switch."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _number(kind, check, text):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {check}, actual {text!r}") from None
+    return value
+
+
+def _positive_int(text):
+    value = _number(int, "an integer >= 1", text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, actual {text!r}")
+    return value
+
+
+def _nonnegative_int(text):
+    value = _number(int, "an integer >= 0", text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, actual {text!r}")
+    return value
+
+
+def _positive_float(text):
+    value = _number(float, "a number > 0", text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, actual {text!r}")
+    return value
+
+
+def _fraction(text):
+    value = _number(float, "a number in [0, 1]", text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], actual {text!r}")
+    return value
+
+
+def _betas(text):
+    parts = text.replace(" ", "").split(",")
+    try:
+        betas = tuple(float(b) for b in parts)
+    except ValueError:
+        betas = ()
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise argparse.ArgumentTypeError(f"expected two numbers in [0, 1) as B1,B2, actual {text!r}")
+    return betas
+
+
+def _optimizer(args):
+    """Pyro's Adam with one learning rate per player; a LambdaLR wrapper when lrs decay."""
+
+    def per_param(name):
+        lr = args.lr_critic if name.startswith("critic") else args.lr_generator
+        return {"lr": lr, "betas": args.betas}
+
+    if args.lr_decay == 0:
+        return pyro.optim.Adam(per_param)
+    start = args.steps * (1 - args.lr_decay)
+
+    def factor(step):
+        return 1 - 0.99 * min(max(step - start, 0) / (args.steps - start), 1)
+
+    return pyro.optim.LambdaLR({"optimizer": torch.optim.Adam, "optim_args": per_param, "lr_lambda": factor})
+
+
+def train(args):
+    """Train as ``args`` (from :func:`build_parser`) say; write the outputs; return the metrics."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _train(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(args):
+    out = args.out or Path("runs") / f"{args.data}-{datetime.now():%Y%m%d-%H%M%S}"
+    out.mkdir(parents=True, exist_ok=True)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(args.seed)
+    target = datasets.get(args.data)
+    data = datasets.fixed_dataset(args.data, args.num_data, seed=args.seed)
+
+    generator = mlp(args.latent_dim, target.dim, args.width, args.depth, args.activation)
+    critic = mlp(target.dim, 1, *_critic_size(args), args.activation)
+    model = GeneratorModel(generator, args.latent_dim)
+    loss = FGANLoss(args.divergence, critic, critic_steps=args.critic_steps,
+                    generator_objective=args.generator_objective)
+    optim = _optimizer(args)
+    svi = SVI(model, prior_guide, optim, loss=loss)
+    seconds = _fit(svi, optim, loss, data, args, out / "train_log.csv")
+
+    with torch.no_grad():
+        samples = model(num_samples=args.eval_samples)
+    result = {**_sample_metrics(target, samples),
+              **{k: loss.last[k] for k in ("critic_loss", "generator_loss", "divergence")},
+              "wall_time_s": seconds, "steps": args.steps, "config": _config(args, out, loss)}
+    (out / "metrics.json").write_text(json.dumps(_finite(result), indent=2) + "\n")
+    torch.save({"generator": generator.state_dict(), "critic": critic.state_dict()}, out / "params.pt")
+    _plot(out / "samples.png", data[: args.eval_samples], samples, target)
+    if not args.quiet:
+        print(_summary(result, out))
+    return result
+
+
+def _fit(svi, optim, loss, data, args, log_path):
+    """The user's loop: ``svi.step(batch)`` (and the scheduler's step); return the seconds."""
+    batches = datasets.batches(data, args.batch_size, generator=torch.Generator().manual_seed(args.seed))
+    start = time.perf_counter()
+    with open(log_path, "w", newline="") as log, _progress(args) as bar:
+        writer = None
+        for step in bar:
+            svi.step(next(batches))
+            if isinstance(optim, pyro.optim.PyroLRScheduler):
+                optim.step()
+            if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
+                last = loss.last
+                writer = _log(writer, log, last)
+                bar.set_postfix(critic=f"{last['critic_loss']:.3f}",
+                                generator=f"{last['generator_loss']:.3f}", refresh=False)
+    return time.perf_counter() - start
+
+
+def _progress(args):
+    return tqdm(range(args.steps), desc="train", disable=args.quiet, mininterval=0.5, file=sys.stderr)
+
+
+def _log(writer, log, last):
+    if writer is None:
+        writer = csv.DictWriter(log, fieldnames=["step", *[k for k in last if k != "step"]])
+        writer.writeheader()
+    writer.writerow(last)
+    return writer
+
+
+def _sample_metrics(target, samples):
+    if isinstance(target, datasets.GaussianMixture) and bool((target.stds == target.stds[0]).all()):
+        return metrics.mode_coverage(samples, target.means, target.std)
+    return {}
+
+
+def _critic_size(args):
+    """The critic's ``(width, depth)``: the generator's unless given."""
+    return (args.critic_width or args.width,
+            args.depth if args.critic_depth is None else args.critic_depth)
+
+
+def _config(args, out, loss):
+    """The flags as run, with the defaults that depend on other flags filled in."""
+    config = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    width, depth = _critic_size(args)
+    config.update(out=str(out), betas=list(args.betas), generator_objective=loss.generator_objective,
+                  critic_width=width, critic_depth=depth)
+    return config
+
+
+def _finite(value):
+    """JSON has no inf or NaN: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _plot(path, data, samples, target):
+    # A bare Figure on the Agg canvas: no pyplot, no global backend switch.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    data, samples = data.numpy(), samples.detach().numpy()
+    fig = Figure(figsize=(5, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    if target.dim == 1:
+        bins = 60
+        ax.hist(data[:, 0], bins=bins, density=True, histtype="stepfilled", color="0.75", label="data")
+        ax.hist(samples[:, 0], bins=bins, density=True, histtype="step", color="tab:red",
+                label="generated")
+    else:
+        ax.scatter(data[:, 0], data[:, 1], s=4, c="0.6", label="data")
+        ax.scatter(samples[:, 0], samples[:, 1], s=2, c="tab:red", alpha=0.5, label="generated")
+        ax.set_aspect("equal")
+    ax.set_title(f"bayesgan train --data {target.name}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=3)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+
+
+def _summary(result, out):
+    parts = [f"{result['steps']} steps in {result['wall_time_s']:.1f} s"]
+    if metrics.KEY_MODES in result:
+        parts.append(
+            f"modes {result[metrics.KEY_MODES]}/{len(result[metrics.KEY_MODE_COUNTS])}, "
+            f"high quality {100 * result[metrics.KEY_HIGH_QUALITY]:.1f}%, "
+            f"reverse KL {result[metrics.KEY_REVERSE_KL]:.3f}"
+        )
+    parts.append(f"outputs in {out}")
+    return "; ".join(parts)
+
+
+def main(argv=None):
+    """Run the ``bayesgan`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train" and args.batch_size > args.num_data:
+        parser.error(f"--batch-size {args.batch_size} exceeds --num-data {args.num_data}")
+    try:
+        args.func(args)
+    except TrainingDivergedError as error:
+        print(f"bayesgan: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
