@@ -14,6 +14,7 @@ unit circle, std 0.01) and reports PacGAN's mode-coverage metrics.
 """
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -28,7 +29,9 @@ from pyro.infer import SVI
 from tqdm import tqdm
 
 from . import __version__, datasets, divergences, metrics
-from .infer import FGANLoss, TrainingDivergedError
+from ._recipes import LOSSES, PRESETS, make_loss, parse_penalty, wrap_model
+from .ema import EMA
+from .infer import TrainingDivergedError
 from .models import GeneratorModel, prior_guide
 from .nn import ACTIVATIONS, mlp
 
@@ -46,7 +49,7 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"bayesgan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_train(commands)
+    parser.train_parser = _add_train(commands)
     return parser
 
 
@@ -64,15 +67,37 @@ def _add_train(commands):
     data.add_argument("--eval-samples", type=_positive_int, default=2_500,
                       help="generated samples for the metrics and the plot")
     loss = p.add_argument_group("objective")
+    loss.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                      help="a named set of defaults (paper-toy: the paper's MMD toy on N(0, I_2)); "
+                      "explicit flags override it")
+    loss.add_argument("--loss", default="fgan", choices=LOSSES,
+                      help="objective: FGANLoss, WassersteinLoss (penalty or clipping), "
+                      "RelativisticLoss or MMDLoss")
     loss.add_argument("--divergence", default="gan", choices=divergences.names(),
                       help="f-divergence of FGANLoss")
     loss.add_argument("--generator-objective", default=None, choices=_OBJECTIVES,
                       help="generator loss (default: the divergence's own default)")
     loss.add_argument("--critic-steps", type=_positive_int, default=2,
                       help="critic updates per generator update")
+    reg = p.add_argument_group("regularization")
+    reg.add_argument("--penalty", type=_penalty, action="append", metavar="NAME=WEIGHT",
+                     help="a critic penalty (r1, r2, gp, gp-one-sided, output); repeat to add more")
+    reg.add_argument("--generator-penalty", type=_positive_float, default=None, metavar="LAMBDA",
+                     help="the paper's gradient regularization of the generator (input gradient for mmd)")
+    reg.add_argument("--relax", type=_positive_float, default=None, metavar="SIGMA",
+                     help="likelihood relaxation: N(G(z), SIGMA^2) on the generated samples")
+    reg.add_argument("--instance-noise", action="store_true",
+                     help="with --relax, add the noise to the data too (instance noise)")
+    reg.add_argument("--sam", type=_positive_float, default=None, metavar="RHO",
+                     help="sharpness-aware minimization with radius RHO on both players")
+    reg.add_argument("--adaptive-sam", action="store_true", help="with --sam, adaptive SAM (ASAM)")
+    reg.add_argument("--ema", type=_fraction, default=None, metavar="DECAY",
+                     help="sample and evaluate with an EMA of the generator's weights")
+    reg.add_argument("--ema-start", type=_nonnegative_int, default=0, help="first step the EMA averages")
     opt = p.add_argument_group("optimization")
     opt.add_argument("--steps", type=_positive_int, default=6_000, help="SVI steps")
-    opt.add_argument("--batch-size", type=_positive_int, default=256, help="minibatch size")
+    opt.add_argument("--batch-size", type=_positive_int, nargs="+", default=[256],
+                     help="minibatch size; several values run a sweep, one subfolder each")
     opt.add_argument("--lr-generator", type=_positive_float, default=2e-3, help="generator's Adam lr")
     opt.add_argument("--lr-critic", type=_positive_float, default=2e-3, help="critic's Adam lr")
     opt.add_argument("--betas", type=_betas, default="0.5,0.999", metavar="B1,B2",
@@ -100,6 +125,7 @@ def _add_train(commands):
                      help="torch CPU threads; small networks run fastest on one")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=train)
+    return p
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -158,6 +184,13 @@ def _betas(text):
     return betas
 
 
+def _penalty(text):
+    try:
+        return parse_penalty(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _optimizer(args):
     """Pyro's Adam with one learning rate per player; a LambdaLR wrapper when lrs decay."""
 
@@ -176,11 +209,24 @@ def _optimizer(args):
 
 
 def train(args):
-    """Train as ``args`` (from :func:`build_parser`) say; write the outputs; return the metrics."""
+    """Train as ``args`` (from :func:`build_parser`) say; write the outputs; return the metrics.
+
+    Several batch sizes run one training each, in ``<out>/batch-<size>``, with a ``sweep.json``
+    of their metrics in ``<out>``.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        return _train(args)
+        if len(args.batch_size) == 1:
+            return _train(argparse.Namespace(**{**vars(args), "batch_size": args.batch_size[0]}))
+        out = args.out or Path("runs") / f"{args.data}-sweep-{datetime.now():%Y%m%d-%H%M%S}"
+        results = {}
+        for size in args.batch_size:
+            run = argparse.Namespace(**{**vars(args), "batch_size": size, "out": out / f"batch-{size}"})
+            results[size] = _train(run)
+        sweep = {str(k): {m: v for m, v in r.items() if m != "config"} for k, r in results.items()}
+        (out / "sweep.json").write_text(json.dumps(_finite(sweep), indent=2) + "\n")
+        return results
     finally:
         torch.set_num_threads(threads)
 
@@ -196,26 +242,34 @@ def _train(args):
     generator = mlp(args.latent_dim, target.dim, args.width, args.depth, args.activation)
     critic = mlp(target.dim, 1, *_critic_size(args), args.activation)
     model = GeneratorModel(generator, args.latent_dim)
-    loss = FGANLoss(args.divergence, critic, critic_steps=args.critic_steps,
-                    generator_objective=args.generator_objective)
+    loss = make_loss(args, critic)
     optim = _optimizer(args)
-    svi = SVI(model, prior_guide, optim, loss=loss)
-    seconds = _fit(svi, optim, loss, data, args, out / "train_log.csv")
+    ema = EMA(generator, decay=args.ema, start=args.ema_start) if args.ema is not None else None
+    svi = SVI(wrap_model(args, model), prior_guide, optim, loss=loss)
+    seconds = _fit(svi, optim, loss, data, args, out / "train_log.csv", ema)
 
-    with torch.no_grad():
+    with torch.no_grad(), (ema.average_parameters() if ema else _nothing()):
         samples = model(num_samples=args.eval_samples)
     result = {**_sample_metrics(target, samples),
               **{k: loss.last[k] for k in ("critic_loss", "generator_loss", "divergence")},
               "wall_time_s": seconds, "steps": args.steps, "config": _config(args, out, loss)}
     (out / "metrics.json").write_text(json.dumps(_finite(result), indent=2) + "\n")
-    torch.save({"generator": generator.state_dict(), "critic": critic.state_dict()}, out / "params.pt")
+    params = {"generator": generator.state_dict(), "critic": critic.state_dict()}
+    if ema is not None:
+        params["generator_ema"] = ema.shadow
+    torch.save(params, out / "params.pt")
     _plot(out / "samples.png", data[: args.eval_samples], samples, target)
     if not args.quiet:
         print(_summary(result, out))
     return result
 
 
-def _fit(svi, optim, loss, data, args, log_path):
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+def _fit(svi, optim, loss, data, args, log_path, ema=None):
     """The user's loop: ``svi.step(batch)`` (and the scheduler's step); return the seconds."""
     batches = datasets.batches(data, args.batch_size, generator=torch.Generator().manual_seed(args.seed))
     start = time.perf_counter()
@@ -225,6 +279,8 @@ def _fit(svi, optim, loss, data, args, log_path):
             svi.step(next(batches))
             if isinstance(optim, pyro.optim.PyroLRScheduler):
                 optim.step()
+            if ema is not None:
+                ema.update()
             if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
                 last = loss.last
                 writer = _log(writer, log, last)
@@ -246,6 +302,8 @@ def _log(writer, log, last):
 
 
 def _sample_metrics(target, samples):
+    if target.name == "normal_2d":
+        return {metrics.KEY_CHI2_DECILE: metrics.chi2_decile_score(samples)}
     if isinstance(target, datasets.GaussianMixture) and bool((target.stds == target.stds[0]).all()):
         return metrics.mode_coverage(samples, target.means, target.std)
     return {}
@@ -261,7 +319,8 @@ def _config(args, out, loss):
     """The flags as run, with the defaults that depend on other flags filled in."""
     config = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
     width, depth = _critic_size(args)
-    config.update(out=str(out), betas=list(args.betas), generator_objective=loss.generator_objective,
+    objective = getattr(getattr(loss, "base", loss), "generator_objective", None)
+    config.update(out=str(out), betas=list(args.betas), generator_objective=objective,
                   critic_width=width, critic_depth=depth)
     return config
 
@@ -316,8 +375,11 @@ def main(argv=None):
     """Run the ``bayesgan`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train" and args.batch_size > args.num_data:
-        parser.error(f"--batch-size {args.batch_size} exceeds --num-data {args.num_data}")
+    if args.command == "train" and args.preset:
+        parser.train_parser.set_defaults(**PRESETS[args.preset])
+        args = parser.parse_args(argv)
+    if args.command == "train" and max(args.batch_size) > args.num_data:
+        parser.error(f"--batch-size {max(args.batch_size)} exceeds --num-data {args.num_data}")
     try:
         args.func(args)
     except TrainingDivergedError as error:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bayesgan import cli, metrics
-from bayesgan.infer import TrainingDivergedError
+from bayesgan.infer import FGANLoss, TrainingDivergedError
 from bayesgan.nn import mlp
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -87,7 +87,7 @@ def test_diverged_exits_1(tmp_path, monkeypatch, capsys):
     def diverge(self, losses, record):
         raise TrainingDivergedError("FGANLoss turned non-finite at step 0: test")
 
-    monkeypatch.setattr(cli.FGANLoss, "_check_finite", diverge)
+    monkeypatch.setattr(FGANLoss, "_check_finite", diverge)
     assert cli.main(["train", *TINY, "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["bayesgan: error: FGANLoss turned non-finite at step 0: test"]
@@ -129,6 +129,68 @@ def test_critic_size_and_resolved_config(tmp_path):
     assert config["generator_objective"] == "nonsaturating"  # the GAN divergence's own default
     mlp(2, 1, 8, 2).load_state_dict(params["critic"])
     mlp(2, 2, 16, 1).load_state_dict(params["generator"])
+
+
+@pytest.mark.parametrize(
+    "flags, loss_type",
+    [
+        (["--loss", "wgan-gp", "--penalty", "r1=1.0"], "WassersteinLoss"),
+        (["--loss", "wgan-clip"], "WassersteinLoss"),
+        (["--loss", "wgan-div", "--sam", "0.05"], "SAM"),
+        (["--loss", "relativistic", "--penalty", "r2=0.5", "--penalty", "gp=1"], "RelativisticLoss"),
+        (["--loss", "mmd", "--generator-penalty", "0.1"], "MMDLoss"),
+        (["--divergence", "neyman", "--penalty", "output=0.1", "--generator-penalty", "1.0"], "FGANLoss"),
+    ],
+)
+def test_losses_and_regularizers_by_name(flags, loss_type, tmp_path, monkeypatch):
+    built = []
+    real_make = cli.make_loss
+    monkeypatch.setattr(cli, "make_loss", lambda args, critic: built.append(real_make(args, critic)) or built[-1])
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY, *flags, "--out", str(out)]) == 0
+    assert type(built[0]).__name__ == loss_type
+    result, _, log = _read_outputs(out)
+    assert result["config"]["loss"] == flags[1] if flags[0] == "--loss" else "fgan"
+    assert {"critic_loss", "generator_loss"} <= set(log[0])
+
+
+def test_relax_instance_noise_and_ema(tmp_path):
+    out = tmp_path / "ema"
+    argv = ["train", *TINY, "--relax", "0.1", "--instance-noise", "--ema", "0.9", "--ema-start", "5",
+            "--out", str(out)]
+    assert cli.main(argv) == 0
+    _, params, _ = _read_outputs(out)
+    assert set(params) == {"generator", "critic", "generator_ema"}
+    assert any(not torch.equal(params["generator"][k], params["generator_ema"][k]) for k in params["generator"])
+
+
+def test_batch_size_sweep_writes_one_run_each(tmp_path):
+    out = tmp_path / "sweep"
+    argv = ["train", *TINY, "--batch-size", "8", "16", "--out", str(out)]
+    assert cli.main(argv) == 0
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert set(sweep) == {"8", "16"}
+    for size in (8, 16):
+        result, _, _ = _read_outputs(out / f"batch-{size}")
+        assert result["config"]["batch_size"] == size
+
+
+def test_paper_toy_preset(tmp_path):
+    out = tmp_path / "toy"
+    assert cli.main(["train", "--preset", "paper-toy", "--steps", "8", "--eval-samples", "1000",
+                     "--quiet", "--out", str(out)]) == 0
+    result, _, _ = _read_outputs(out)
+    config = result["config"]
+    assert (config["data"], config["num_data"], config["loss"], config["batch_size"]) == ("normal_2d", 200, "mmd", 50)
+    assert config["lr_generator"] == 0.01 and config["activation"] == "leaky_relu"
+    assert metrics.KEY_CHI2_DECILE in result and metrics.KEY_MODES not in result
+
+
+def test_bad_penalty_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--penalty", "bogus=1"])
+    assert exit_info.value.code == 2
+    assert "NAME=WEIGHT" in capsys.readouterr().err
 
 
 # -- the default run: PacGAN's 2D-ring ------------------------------------------------------
