@@ -25,7 +25,7 @@ def float64():
     torch.set_default_dtype(previous)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True, scope="session")
 def one_thread():
     """Run a test on one intra-op thread: the tensors in unit tests are small, and on a shared
     two-core machine a second thread mostly waits (measured: up to 10x slower training loops)."""

@@ -12,13 +12,6 @@ from bayesgan.ema import EMA
 pytestmark = pytest.mark.usefixtures("float64")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: on two shared cores, intra-op threads only wait on each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def linear(weight, bias):

@@ -18,14 +18,6 @@ from bayesgan.models import GeneratorModel
 pytestmark = pytest.mark.usefixtures("float64")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: on two shared cores, intra-op threads only wait on each other
-    (a 32 x 8 BatchNorm took 100 ms with two threads under load, 0.1 ms with one)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def guide(*args, **kwargs):
