@@ -17,13 +17,14 @@ changes. The scale may follow a schedule of the training step: :func:`constant`,
 'Independent'
 """
 
+import contextlib
 import math
 
 import pyro.distributions as dist
 import torch
 from pyro.poutine.messenger import Messenger
 
-__all__ = ["RelaxMessenger", "constant", "exponential", "linear", "relax"]
+__all__ = ["RelaxMessenger", "constant", "exponential", "linear", "mc_dropout", "relax"]
 
 
 def constant(value):
@@ -111,3 +112,37 @@ def relax(fn=None, *, scale, where="fake", site="x", noise=None):
     wrapped = messenger(fn)
     wrapped.messenger = messenger
     return wrapped
+
+
+_DROPOUT = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout)
+
+
+@contextlib.contextmanager
+def mc_dropout(*modules):
+    """Monte Carlo dropout (Gal & Ghahramani, 2016) for sampling: inside the block every given
+    module is in eval mode (BatchNorm uses its running statistics) except its dropout layers,
+    which stay stochastic, so every forward pass draws a fresh mask: approximate posterior draws
+    of the weights on top of the random latents. The previous modes are restored afterwards.
+
+    :param modules: the networks (generator, critic) to switch.
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.Dropout(0.5), torch.nn.Linear(64, 1))
+    >>> z = torch.ones(1, 4)
+    >>> with mc_dropout(net):
+    ...     bool(net(z) != net(z))
+    True
+    """
+    if not modules or not all(isinstance(m, torch.nn.Module) for m in modules):
+        raise ValueError(f"Expected one or more torch.nn.Module, actual {[type(m).__name__ for m in modules]}")
+    saved = [(m, m.training) for module in modules for m in module.modules()]
+    try:
+        for module in modules:
+            module.eval()
+            for m in module.modules():
+                if isinstance(m, _DROPOUT):
+                    m.train()
+        yield
+    finally:
+        for m, training in saved:
+            m.training = training
