@@ -14,16 +14,11 @@ from pyro.optim import Adam, ClippedAdam
 from bayesgan.infer import MMDLoss
 from bayesgan.kernels import PAPER_INVERSE_BANDWIDTHS, RBFMixture, mmd2
 from bayesgan.models import GeneratorModel, prior_guide
+from helpers import snapshot, unchanged, scale_location_model
 
 pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 
 
-def snapshot(module):
-    return [p.detach().clone() for p in module.parameters()]
-
-
-def unchanged(before, module):
-    return all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
 
 
 def features(dim=2, width=8, out=3):
@@ -143,14 +138,6 @@ def test_valid_models(with_critic, estimator, critic_steps):
 
 
 # -- a 1-D fit ---------------------------------------------------------------------------------
-def scale_location_model(x):
-    """x = mu + s z, starting at mu = 0, s = 1 (fgan.md 5)."""
-    mu = pyro.param("mu", lambda: torch.zeros(1))
-    s = pyro.param("s", lambda: torch.ones(1))
-    with pyro.plate("data", x.shape[0]):
-        z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([1]).to_event(1))
-        pyro.sample("x", dist.Delta(mu + s * z, event_dim=1), obs=x)
-
 
 @pytest.mark.slow
 def test_fits_a_gaussian():

@@ -13,6 +13,7 @@ from pyro.optim import Adam
 from bayesgan.infer import RelativisticLoss
 from bayesgan.models import GeneratorModel, prior_guide
 from bayesgan.penalties import R1, GradientPenalty
+from helpers import snapshot, unchanged, check_valid_steps
 
 pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 
@@ -163,12 +164,6 @@ def test_svi_moves_the_generator_towards_the_data():
 
 
 # -- validity matrix ---------------------------------------------------------------------------
-def snapshot(module):
-    return [p.detach().clone() for p in module.parameters()]
-
-
-def unchanged(before, module):
-    return all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
 
 
 @pytest.mark.parametrize("critic_steps", [1, 3])
@@ -180,15 +175,4 @@ def test_valid_models(penalty, critic_steps):
     loss = RelativisticLoss(critic, penalty=penalty, critic_steps=critic_steps)
     svi = SVI(model, prior_guide, Adam({"lr": 1e-2}), loss)
     x = torch.randn(16, 2) + 1.0
-    for step in range(2 * critic_steps):
-        pyro.set_rng_seed(100 + step)
-        expected = loss.loss(model, prior_guide, x)
-        g_before, c_before = snapshot(G), snapshot(critic)
-        pyro.set_rng_seed(100 + step)
-        result = svi.step(x)
-        assert type(result) is tuple and len(result) == 2
-        assert all(type(v) is float and math.isfinite(v) for v in result)
-        assert result == pytest.approx(expected, rel=1e-12, abs=1e-14)
-        generator_step = step % critic_steps == critic_steps - 1
-        assert unchanged(g_before, G) is not generator_step, step
-        assert not unchanged(c_before, critic), step
+    check_valid_steps(svi, loss, model, prior_guide, G, critic, x, critic_steps)

@@ -14,18 +14,13 @@ from pyro.optim import Adam, ClippedAdam
 from bayesgan.infer import WassersteinLoss, WeightClipping
 from bayesgan.models import GeneratorModel, prior_guide
 from bayesgan.penalties import GradientPenalty, WGANDiv
+from helpers import snapshot, unchanged, scale_location_model, check_valid_steps
 
 pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 
 W1_N01_N12 = 1.166631  # W1(N(0, 1), N(1, 2^2)), benchmarks.md 4.2
 
 
-def snapshot(module):
-    return [p.detach().clone() for p in module.parameters()]
-
-
-def unchanged(before, module):
-    return all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
 
 
 def mlp(dim=2, width=8, out=1):
@@ -161,19 +156,7 @@ def test_valid_models(name, critic_steps):
     loss = WassersteinLoss(critic, critic_steps=critic_steps, **CONSTRAINTS[name])
     svi = SVI(model, prior_guide, Adam({"lr": 1e-2}), loss)
     x = torch.randn(16, 2) + 1.0
-    for step in range(2 * critic_steps):
-        pyro.set_rng_seed(100 + step)
-        expected = loss.loss(model, prior_guide, x)
-        g_before, c_before = snapshot(G), snapshot(critic)
-        pyro.set_rng_seed(100 + step)
-        result = svi.step(x)
-        assert type(result) is tuple and len(result) == 2
-        assert all(type(v) is float and math.isfinite(v) for v in result)
-        assert result == pytest.approx(expected, rel=1e-12, abs=1e-14)
-        generator_step = step % critic_steps == critic_steps - 1
-        assert loss.last["generator_updated"] is generator_step
-        assert unchanged(g_before, G) is not generator_step, step
-        assert not unchanged(c_before, critic), step
+    check_valid_steps(svi, loss, model, prior_guide, G, critic, x, critic_steps)
     assert loss.step == 2 * critic_steps
 
 
@@ -221,14 +204,6 @@ def test_critic_estimates_w1_between_gaussians():
 
 
 # -- a 1-D fit ---------------------------------------------------------------------------------
-def scale_location_model(x):
-    """x = mu + s z, starting at mu = 0, s = 1 (fgan.md 5)."""
-    mu = pyro.param("mu", lambda: torch.zeros(1))
-    s = pyro.param("s", lambda: torch.ones(1))
-    with pyro.plate("data", x.shape[0]):
-        z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([1]).to_event(1))
-        pyro.sample("x", dist.Delta(mu + s * z, event_dim=1), obs=x)
-
 
 @pytest.mark.slow
 def test_fits_a_gaussian():
