@@ -13,7 +13,7 @@ from pyro.optim import Adam
 from bayesgan.infer import RelativisticLoss
 from bayesgan.models import GeneratorModel, prior_guide
 from bayesgan.penalties import R1, GradientPenalty
-from helpers import snapshot, unchanged, check_valid_steps
+from helpers import check_valid_steps
 
 pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 

@@ -2,7 +2,6 @@
 the matrix of Lipschitz constraints x critic schedules through SVI.step, a trained critic's W1
 estimate against the closed form, and a 1-D fit."""
 
-import math
 
 import pyro
 import pyro.distributions as dist
@@ -14,7 +13,7 @@ from pyro.optim import Adam, ClippedAdam
 from bayesgan.infer import WassersteinLoss, WeightClipping
 from bayesgan.models import GeneratorModel, prior_guide
 from bayesgan.penalties import GradientPenalty, WGANDiv
-from helpers import snapshot, unchanged, scale_location_model, check_valid_steps
+from helpers import check_valid_steps, scale_location_model
 
 pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 
