@@ -2,9 +2,12 @@
 
 The training loop is the one a user writes by hand::
 
-    svi = SVI(model, prior_guide, optim, loss=FGANLoss(divergence, critic))
+    svi = SVI(model, prior_guide, optim, loss=FGANLoss(divergence, critic))   # or any other loss
     for batch in batches(data, batch_size):
         svi.step(batch)
+
+(``--loss``, ``--penalty``, ``--relax``, ``--sam`` and ``--ema`` choose the objective and the
+regularizers; ``bayesgan/_recipes.py`` maps the names to library objects.)
 
 where ``optim`` is Pyro's Adam with a per-parameter learning-rate callable (the critic's
 parameters are registered as ``critic.*``), wrapped in :class:`pyro.optim.LambdaLR` when the
@@ -57,7 +60,8 @@ def _add_train(commands):
     p = commands.add_parser(
         "train",
         help="train a GAN on a toy target (default: PacGAN's 8-Gaussian ring)",
-        description="Train an MLP generator against an MLP critic with FGANLoss and pyro.infer.SVI. "
+        description="Train an MLP generator against an MLP critic with pyro.infer.SVI and any "
+        "bayesgan loss (FGANLoss by default). "
         "Writes samples.png, metrics.json, params.pt and train_log.csv to --out.",
         formatter_class=_HelpFormatter,
     )
