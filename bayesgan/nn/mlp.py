@@ -1,4 +1,4 @@
-"""Small networks for the toy targets: a multilayer perceptron for generators and critics.
+"""Multilayer perceptrons: the generators and critics of the toy targets.
 
 >>> import torch
 >>> net = mlp(2, 1, width=16, depth=2)

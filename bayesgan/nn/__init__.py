@@ -1,0 +1,15 @@
+"""Networks for generators, critics and encoders.
+
+Every network here is a plain :class:`torch.nn.Module`: use it inside a Pyro model through
+:func:`pyro.module`, or make some of its weights random with
+:func:`bayesgan.bayesian.make_stochastic`.
+
+>>> import torch
+>>> net = mlp(2, 1, width=16, depth=2)
+>>> net(torch.zeros(5, 2)).shape
+torch.Size([5, 1])
+"""
+
+from .mlp import ACTIVATIONS, mlp
+
+__all__ = ["ACTIVATIONS", "mlp"]
