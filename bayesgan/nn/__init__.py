@@ -2,7 +2,7 @@
 
 Every network here is a plain :class:`torch.nn.Module`: use it inside a Pyro model through
 :func:`pyro.module`, or make some of its weights random with
-:func:`bayesgan.bayesian.make_stochastic`.
+:func:`bayesgan.models.make_stochastic`.
 
 >>> import torch
 >>> net = mlp(2, 1, width=16, depth=2)
