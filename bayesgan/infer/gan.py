@@ -3,6 +3,7 @@
 import torch
 import pyro
 import pyro.poutine as poutine
+from pyro.distributions.kl import kl_divergence
 from pyro.infer import ELBO
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.uncondition_messenger import UnconditionMessenger
@@ -70,6 +71,16 @@ def _call_frozen(module, *inputs, higher_order=False):
             p.requires_grad_(True)
 
 
+def _site_kl(guide_site, model_site):
+    q, p = guide_site["fn"], model_site["fn"]
+    try:
+        kl = kl_divergence(q, p)
+    except NotImplementedError:
+        value = guide_site["value"]
+        kl = q.log_prob(value) - p.log_prob(value)
+    return kl.sum() * guide_site["scale"]
+
+
 class AdversarialLoss(ELBO):
     r"""Base class of the GAN objectives: an :class:`~pyro.infer.ELBO` whose losses are the pair
     ``(critic_loss, generator_loss)``.
@@ -119,6 +130,8 @@ class AdversarialLoss(ELBO):
         obs_site="x",
         critic_name="critic",
         backward=None,
+        num_masks=1,
+        num_data=None,
     ):
         super().__init__(num_particles=1)
         if critic is not None:
@@ -128,6 +141,10 @@ class AdversarialLoss(ELBO):
         for name, value in (("penalty", penalty), ("constraint", constraint), ("generator_penalty", generator_penalty)):
             if value is not None and not callable(value):
                 raise ValueError(f"Expected {name} to be callable or None, actual {type(value).__name__}")
+        if not isinstance(num_masks, int) or num_masks < 1:
+            raise ValueError(f"Expected num_masks to be an int >= 1, actual {num_masks!r}")
+        if num_data is not None and not (isinstance(num_data, int) and num_data >= 1):
+            raise ValueError(f"Expected num_data to be an int >= 1 or None, actual {num_data!r}")
         self.critic = critic
         self.critic_steps = critic_steps
         self.penalty = penalty
@@ -136,6 +153,9 @@ class AdversarialLoss(ELBO):
         self.obs_site = obs_site
         self.critic_name = critic_name
         self._backward = backward if backward is not None else torch.Tensor.backward
+        self.num_masks = num_masks
+        self.num_data = num_data
+        self._batch = None
         self.step = 0
         self.last = {}
 
@@ -143,20 +163,20 @@ class AdversarialLoss(ELBO):
     def loss(self, model, guide, *args, **kwargs):
         """Both players' losses as floats, without building a graph or counting a step."""
         with torch.no_grad():
-            losses, record = self._losses(model, guide, args, kwargs, generator=False)
+            losses, record = self._step_losses(model, guide, args, kwargs, generator=False)
         self._finish(losses, record, generator_updated=False)
         return tuple(float(x) for x in losses)
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         """Both players' losses as tensors whose sum is the disjoint surrogate."""
-        losses, record = self._losses(model, guide, args, kwargs, generator=True)
+        losses, record = self._step_losses(model, guide, args, kwargs, generator=True)
         self._check_finite(losses, record)
         return losses
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
         """Compute both losses, back-propagate once, and return them as floats."""
         update_generator = (self.step + 1) % self.critic_steps == 0
-        losses, record = self._losses(model, guide, args, kwargs, generator=update_generator)
+        losses, record = self._step_losses(model, guide, args, kwargs, generator=update_generator)
         self._check_finite(losses, record)
         surrogate = losses[0] + losses[1] if update_generator else losses[0]
         if surrogate.requires_grad:
@@ -166,19 +186,43 @@ class AdversarialLoss(ELBO):
         return tuple(self.last[k] for k in ("critic_loss", "generator_loss"))
 
     # -- the template; subclasses provide the two objectives ---------------------------------
-    def _losses(self, model, guide, args, kwargs, generator):
-        """Return ``((critic_loss, generator_loss), record)``; ``record`` maps names to tensors."""
+    def _step_losses(self, model, guide, args, kwargs, generator):
+        """One step's ``((critic_loss, generator_loss), record)``: :meth:`_losses` averaged over
+        ``num_masks`` passes, the critic's penalty on the first pass's batch, and the KL term of
+        random weights."""
         if self.constraint is not None:
             self.constraint(self.critic)
+        critic_loss = generator_loss = 0.0
+        totals = {}
+        for i in range(self.num_masks):
+            (c, g), record = self._losses(model, guide, args, kwargs, generator)
+            if i == 0:
+                real, fake = self._batch[:2]
+            kl = self._kl_term(*self._batch[2:])
+            if kl is not None:
+                g = g + kl / self.num_data
+                record["kl"] = kl
+            critic_loss, generator_loss = critic_loss + c, generator_loss + g
+            for name, value in record.items():
+                totals[name] = totals.get(name, 0.0) + value
+        self._batch = None
+        n = self.num_masks
+        critic_loss, generator_loss = critic_loss / n, generator_loss / n
+        record = {name: value / n for name, value in totals.items()}
+        if self.penalty is not None:
+            penalty = self.penalty(self.critic, real, fake.detach())
+            critic_loss = critic_loss + penalty
+            record["penalty"] = penalty
+        return (critic_loss, generator_loss), record
+
+    def _losses(self, model, guide, args, kwargs, generator):
+        """One pass: ``((critic_loss, generator_loss), record)`` without the critic's penalty;
+        ``record`` maps names to tensors."""
         self._register(self.critic_name, self.critic)
         real, fake, model_trace, guide_trace = self._sample(model, guide, args, kwargs, generator)
         v_real, v_fake, v_gen = self._critic_forward(self.critic, real, fake, generator)
         critic_loss, record = self._critic_objective(v_real, v_fake)
-        penalty = critic_loss.new_zeros(())
-        if self.penalty is not None:
-            penalty = self.penalty(self.critic, real, fake.detach())
-            critic_loss = critic_loss + penalty
-        record["penalty"] = penalty
+        record["penalty"] = critic_loss.new_zeros(())  # the penalty itself: in _step_losses
         v = v_gen if generator else v_fake.detach()
         generator_loss = self._generator_objective(v_real.detach(), v)
         generator_loss = self._add_generator_penalty(generator_loss, record, model_trace, guide_trace, fake, generator)
@@ -211,9 +255,11 @@ class AdversarialLoss(ELBO):
         parameter sites hidden from SVI, so the generator is neither differentiated nor stepped.
         """
         if generator:
-            return self._traced_sample(model, guide, args, kwargs)
-        with torch.no_grad(), poutine.block(hide_types=["param"]):
-            return self._traced_sample(model, guide, args, kwargs)
+            self._batch = self._traced_sample(model, guide, args, kwargs)
+        else:
+            with torch.no_grad(), poutine.block(hide_types=["param"]):
+                self._batch = self._traced_sample(model, guide, args, kwargs)
+        return self._batch
 
     def _traced_sample(self, model, guide, args, kwargs):
         with poutine.trace() as tr:
@@ -228,6 +274,34 @@ class AdversarialLoss(ELBO):
         if is_validation_enabled():
             self._validate(real, fake)
         return real, fake, model_trace, guide_trace
+
+    def _kl_term(self, model_trace, guide_trace):
+        r""":math:`\mathrm{KL}(q(w) \| p(w))` summed over the guide's global sites (random
+        weights: outside every plate of the observation), or ``None`` if it has none. Analytic
+        where :func:`torch.distributions.kl_divergence` knows the pair, else the one-sample
+        estimate :math:`\log q(w) - \log p(w)`."""
+        obs_frames = {f.name for f in model_trace.nodes[self.obs_site]["cond_indep_stack"]}
+        total = None
+        for name, site in guide_trace.nodes.items():
+            if site["type"] != "sample" or site_is_subsample(site) or site["infer"].get("is_auxiliary"):
+                continue
+            if obs_frames & {f.name for f in site["cond_indep_stack"]}:
+                continue  # a local latent (z, or a BiGAN encoder's code): not a weight
+            prior = model_trace.nodes.get(name)
+            if prior is None or prior["type"] != "sample":
+                raise ValueError(
+                    f"Expected the guide's site {name!r} in the model too, actual a guide-only "
+                    f"site; the guide may sample only the model's random weights"
+                )
+            kl = _site_kl(site, prior)
+            total = kl if total is None else total + kl
+        if total is not None and self.num_data is None:
+            raise ValueError(
+                "Expected num_data (the training set's size) for a guide over random weights: the "
+                "loss adds KL(q(w) || p(w)) / num_data to the generator's per-point loss; pass "
+                "num_data=len(data) to the loss"
+            )
+        return total
 
     def _observation(self, model_trace):
         sites = [

@@ -1,4 +1,4 @@
-r"""Diagnostics of a trained generator: the flatness of its loss (sharpness).
+r"""The flatness of a generator's loss (sharpness).
 
 The paper measures flatness by the top eigenvalue of the Hessian of the generator's loss with
 respect to the generator's parameters, with the critic held fixed, averaged over training
@@ -16,17 +16,15 @@ computed by double back-propagation through one graph, so the Hessian is never f
 [3.618034, 1.381966]
 """
 
-import math
 
 import pyro
-import pyro.distributions as dist
 import pyro.poutine as poutine
 import pyro.util
 import torch
 
-from .infer.sam import _counters, _set_counters
+from ..infer.sam import _counters, _set_counters
 
-__all__ = ["generator_sharpness", "hessian_eigenvalues", "hessian_trace", "relaxed_log_likelihood", "sharpness"]
+__all__ = ["generator_sharpness", "hessian_eigenvalues", "hessian_trace", "sharpness"]
 
 
 def _hvp_operator(loss, params):
@@ -179,58 +177,3 @@ def generator_sharpness(loss, model, guide, batches, *, seed=0, **kwargs):
     if not values:
         raise ValueError("Expected at least one batch, actual none")
     return torch.stack(values).mean(0)
-
-
-def relaxed_log_likelihood(model, x, *, scale, num_samples=1000, obs_site="x", chunk_size=256):
-    r"""Per-point log density of data under the relaxed model, with :math:`z` integrated out by
-    Monte Carlo (the Parzen-window estimate of the GAN literature):
-
-    .. math::
-
-        \log \hat p(x_i) = \log \frac{1}{S}\sum_{j=1}^S \mathcal{N}(x_i \mid G(z_j), \sigma^2 I),
-        \qquad z_j \sim p(z).
-
-    It is a consistent but downward-biased estimate of :math:`\log p(x_i)` (Jensen). The standard
-    error is the delta-method one, :math:`\mathrm{sd}(w_{i\cdot}) / (\sqrt S\, \bar w_i)` with
-    :math:`w_{ij}` the mixture terms.
-
-    :param model: a model called as ``model(num_samples=S)`` that draws ``S`` latents and whose
-        ``obs_site`` is ``Delta(G(z))`` or ``Normal(G(z), ...)`` (its mean is used).
-    :param torch.Tensor x: data, ``[n, *event_shape]``.
-    :param float scale: :math:`\sigma > 0`.
-    :param int num_samples: :math:`S`.
-    :param str obs_site: the observation site.
-    :param int chunk_size: data points per block (memory ``chunk_size * S``).
-    :returns: ``(log_likelihood, standard_error)``, each ``[n]``.
-
-    >>> import torch
-    >>> from bayesgan.models import GeneratorModel
-    >>> model = GeneratorModel(torch.nn.Linear(2, 2), latent_dim=2)
-    >>> ll, se = relaxed_log_likelihood(model, torch.zeros(3, 2), scale=0.5, num_samples=100)
-    >>> ll.shape, se.shape
-    (torch.Size([3]), torch.Size([3]))
-    """
-    if not scale > 0:
-        raise ValueError(f"Expected scale > 0, actual {scale!r}")
-    if not (isinstance(num_samples, int) and num_samples >= 2):
-        raise ValueError(f"Expected num_samples to be an int >= 2, actual {num_samples!r}")
-    with torch.no_grad():
-        site = poutine.trace(model).get_trace(num_samples=num_samples).nodes.get(obs_site)
-        if site is None:
-            raise ValueError(f"Expected the model to have a site {obs_site!r}, actual none")
-        fn = site["fn"]
-        means = fn.v if isinstance(fn, dist.Delta) else fn.mean
-        means = means.reshape(num_samples, -1).to(x.dtype)
-        points = x.reshape(x.shape[0], -1)
-        if points.shape[1] != means.shape[1]:
-            raise ValueError(f"Expected data of the generator's size {means.shape[1]}, actual {points.shape[1]}")
-        dim = points.shape[1]
-        const = -0.5 * dim * math.log(2 * math.pi * scale**2) - math.log(num_samples)
-        lls, ses = [], []
-        for block in points.split(chunk_size):
-            d2 = (block.pow(2).sum(1, keepdim=True) + means.pow(2).sum(1) - 2 * block @ means.T).clamp(min=0)
-            log_w = -0.5 * d2 / scale**2
-            lls.append(torch.logsumexp(log_w, 1) + const)
-            w = torch.exp(log_w - log_w.max(1, keepdim=True).values)
-            ses.append(w.std(1) / (math.sqrt(num_samples) * w.mean(1)))
-        return torch.cat(lls), torch.cat(ses)
