@@ -10,6 +10,7 @@ import torch
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
+import pyro.util
 from pyro.nn import PyroModule, PyroSample
 from pyro.nn.module import to_pyro_module_
 
@@ -192,8 +193,12 @@ class WeightGuide:
         self.sites = None
 
     def _find_sites(self, args, kwargs):
-        with torch.no_grad(), poutine.block(), poutine.trace() as tr:
-            poutine.block(self.model, expose_fn=_is_global)(*args, **kwargs)
+        rng = pyro.util.get_rng_state()  # a guide's first call draws the same as any later one
+        try:
+            with torch.no_grad(), poutine.block(), poutine.trace() as tr:
+                poutine.block(self.model, expose_fn=_is_global)(*args, **kwargs)
+        finally:
+            pyro.util.set_rng_state(rng)
         sites = {}
         for name, site in tr.trace.nodes.items():
             if site["type"] != "sample" or not _is_global(site):

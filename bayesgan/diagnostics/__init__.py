@@ -8,6 +8,7 @@ estimates under the relaxed model, and ArviZ objects for model comparison.
 * :mod:`~bayesgan.diagnostics.inference_data`: ArviZ objects (LOO, WAIC, model comparison).
 """
 
+from .inference_data import to_inference_data
 from .likelihood import log_likelihood_draws, relaxed_log_likelihood
 from .sharpness import generator_sharpness, hessian_eigenvalues, hessian_trace, sharpness
 
@@ -18,4 +19,5 @@ __all__ = [
     "log_likelihood_draws",
     "relaxed_log_likelihood",
     "sharpness",
+    "to_inference_data",
 ]

@@ -27,17 +27,26 @@ def _check(scale, num_samples, num_draws):
         raise ValueError(f"Expected num_draws to be an int >= 1, actual {num_draws!r}")
 
 
-def _generator_means(model, guide, num_samples, obs_site):
-    """``[S, D]`` means :math:`G_w(z_j)` of one draw: weights from the guide, latents from the prior."""
-    if guide is not None:
-        guide_trace = poutine.trace(guide).get_trace(num_samples=num_samples)
-        model = poutine.replay(model, trace=guide_trace)
+def _replayed(model, guide, num_samples):
+    """``(model, guide_trace)``: the model with one draw of the guide's weights fixed."""
+    if guide is None:
+        return model, None
+    guide_trace = poutine.trace(guide).get_trace(num_samples=num_samples)
+    return poutine.replay(model, trace=guide_trace), guide_trace
+
+
+def _means(model, num_samples, obs_site, like):
+    """``[S, D]`` generator outputs :math:`G(z_j)` at the observation site, checked against
+    data ``like`` (``[n, *event_shape]``) and in its dtype."""
     site = poutine.trace(model).get_trace(num_samples=num_samples).nodes.get(obs_site)
     if site is None:
         raise ValueError(f"Expected the model to have a site {obs_site!r}, actual none")
     fn = site["fn"]
-    means = fn.v if isinstance(fn, dist.Delta) else fn.mean
-    return means.reshape(num_samples, -1)
+    means = (fn.v if isinstance(fn, dist.Delta) else fn.mean).reshape(num_samples, -1).to(like.dtype)
+    size = like[0].numel() if like.shape[0] else means.shape[1]
+    if size != means.shape[1]:
+        raise ValueError(f"Expected data of the generator's size {means.shape[1]}, actual {size}")
+    return means
 
 
 def _log_terms(points, means, scale):
@@ -83,9 +92,7 @@ def log_likelihood_draws(model, x, *, scale, guide=None, num_draws=1, num_sample
     rows = []
     with torch.no_grad():
         for _ in range(num_draws):
-            means = _generator_means(model, guide, num_samples, obs_site).to(x.dtype)
-            if points.shape[1] != means.shape[1]:
-                raise ValueError(f"Expected data of the generator's size {means.shape[1]}, actual {points.shape[1]}")
+            means = _means(_replayed(model, guide, num_samples)[0], num_samples, obs_site, x)
             rows.append(torch.cat([
                 torch.logsumexp(_log_terms(block, means, scale), 1) for block in points.split(chunk_size)
             ]) - math.log(num_samples))
@@ -132,9 +139,7 @@ def relaxed_log_likelihood(model, x, *, scale, num_samples=1000, guide=None, num
         return _log_mean_exp_with_se(draws.T)
     points = x.reshape(x.shape[0], -1)
     with torch.no_grad():
-        means = _generator_means(model, guide, num_samples, obs_site).to(x.dtype)
-        if points.shape[1] != means.shape[1]:
-            raise ValueError(f"Expected data of the generator's size {means.shape[1]}, actual {points.shape[1]}")
+        means = _means(_replayed(model, guide, num_samples)[0], num_samples, obs_site, x)
         lls, ses = zip(*(_log_mean_exp_with_se(_log_terms(block, means, scale)) for block in points.split(chunk_size)))
     return torch.cat(lls), torch.cat(ses)
 

@@ -54,6 +54,9 @@ class FGANLoss(AdversarialLoss):
     :param str obs_site: the model's observation site.
     :param str critic_name: the name the critic is registered under in Pyro's param store.
     :param callable backward: how to back-propagate (default ``tensor.backward()``).
+    :param int num_masks: stochastic passes averaged per step (MC dropout's ``n_mcd``).
+    :param int num_data: the training set's size :math:`N`, for the :math:`\mathrm{KL}/N` term
+        of a guide over random weights (see :class:`~bayesgan.infer.AdversarialLoss`).
 
     **References**
 
@@ -86,6 +89,8 @@ class FGANLoss(AdversarialLoss):
         obs_site="x",
         critic_name="critic",
         backward=None,
+        num_masks=1,
+        num_data=None,
     ):
         _require_module(critic)
         super().__init__(
@@ -96,6 +101,8 @@ class FGANLoss(AdversarialLoss):
             obs_site=obs_site,
             critic_name=critic_name,
             backward=backward,
+            num_masks=num_masks,
+            num_data=num_data,
         )
         self.divergence = divergences.get(divergence)
         if generator_objective is None:

@@ -97,8 +97,26 @@ class AdversarialLoss(ELBO):
     other steps the model and guide run without capturing their parameters, so
     :class:`~pyro.infer.SVI`'s optimizer does not touch them at all.
 
+    **Random weights.** When the guide samples global sites (weights made random with
+    :func:`~bayesgan.models.make_stochastic`, outside every plate of the observation), the
+    generator's loss becomes ELBO-like,
+
+    .. math::
+
+        L_G = \mathbb{E}_{q(w)}\big[\ell_G(w)\big]
+              + \frac{1}{N}\,\mathrm{KL}\big(q(w)\,\|\,p(w)\big),
+
+    the divergence proxy :math:`\ell_G` (a mean over the batch) under weights drawn from the
+    guide plus the KL term scaled to one data point, analytic where
+    :func:`torch.distributions.kl_divergence` knows the pair (else the one-sample estimate).
+    Local guide sites (a BiGAN encoder's :math:`z`) are not weights and add nothing.
+
+    **MC dropout.** ``num_masks = M`` averages both losses over :math:`M` stochastic passes of
+    the model and the critic (fresh latents and dropout masks each; the paper's ``n_mcd``). The
+    critic's penalty is evaluated once per step, on the first pass's batch.
+
     After every call of :meth:`loss` or :meth:`loss_and_grads`, :attr:`last` holds that step's
-    named values (floats).
+    named values (floats): with random weights also ``kl``.
 
     Subclasses with a critic define ``_critic_objective(v_real, v_fake) -> (loss, record)`` and
     ``_generator_objective(v_real, v_gen) -> loss`` on the critic's raw outputs; objectives
@@ -117,6 +135,8 @@ class AdversarialLoss(ELBO):
     :param str critic_name: the critic's name in Pyro's param store.
     :param callable backward: how to back-propagate the surrogate (default
         ``tensor.backward()``; e.g. ``fabric.backward``).
+    :param int num_masks: stochastic passes averaged per step, :math:`M \ge 1`.
+    :param int num_data: the training set's size :math:`N`; required with random weights.
     """
 
     def __init__(

@@ -34,6 +34,9 @@ class MMDLoss(AdversarialLoss):
     :param str obs_site: the model's observation site.
     :param str critic_name: the critic's name in Pyro's param store.
     :param callable backward: how to back-propagate (default ``tensor.backward()``).
+    :param int num_masks: stochastic passes averaged per step (MC dropout's ``n_mcd``).
+    :param int num_data: the training set's size :math:`N`, for the :math:`\mathrm{KL}/N` term
+        of a guide over random weights (see :class:`~bayesgan.infer.AdversarialLoss`).
 
     **References**
 
@@ -58,6 +61,8 @@ class MMDLoss(AdversarialLoss):
         obs_site="x",
         critic_name="critic",
         backward=None,
+        num_masks=1,
+        num_data=None,
     ):
         if estimator not in ("biased", "unbiased"):
             raise ValueError(f"Expected estimator 'biased' or 'unbiased', actual {estimator!r}")
@@ -70,6 +75,8 @@ class MMDLoss(AdversarialLoss):
             obs_site=obs_site,
             critic_name=critic_name,
             backward=backward,
+            num_masks=num_masks,
+            num_data=num_data,
         )
         self.kernel = kernel if kernel is not None else RBFMixture()
         self.estimator = estimator

@@ -66,6 +66,9 @@ class WassersteinLoss(AdversarialLoss):
     :param str obs_site: the model's observation site.
     :param str critic_name: the critic's name in Pyro's param store.
     :param callable backward: how to back-propagate (default ``tensor.backward()``).
+    :param int num_masks: stochastic passes averaged per step (MC dropout's ``n_mcd``).
+    :param int num_data: the training set's size :math:`N`, for the :math:`\mathrm{KL}/N` term
+        of a guide over random weights (see :class:`~bayesgan.infer.AdversarialLoss`).
 
     **References**
 
@@ -89,6 +92,8 @@ class WassersteinLoss(AdversarialLoss):
         obs_site="x",
         critic_name="critic",
         backward=None,
+        num_masks=1,
+        num_data=None,
     ):
         _require_module(critic)
         if penalty is _DEFAULT:
@@ -102,6 +107,8 @@ class WassersteinLoss(AdversarialLoss):
             obs_site=obs_site,
             critic_name=critic_name,
             backward=backward,
+            num_masks=num_masks,
+            num_data=num_data,
         )
 
     def _critic_objective(self, v_real, v_fake):
