@@ -1,6 +1,6 @@
 """bayesgan: GANs as Bayesian neural networks with partial stochasticity, on Pyro and PyTorch."""
 
-from . import datasets, diagnostics, divergences, handlers, infer, kernels, metrics, models, nn, optim, penalties
+from . import datasets, diagnostics, divergences, handlers, images, infer, kernels, metrics, models, nn, optim, penalties
 from .ema import EMA
 from .handlers import relax
 from .infer import SAM, FGANLoss, MMDLoss, RelativisticLoss, TrainingDivergedError, WassersteinLoss
@@ -22,6 +22,7 @@ __all__ = [
     "diagnostics",
     "divergences",
     "handlers",
+    "images",
     "infer",
     "kernels",
     "metrics",

