@@ -115,34 +115,67 @@ def relax(fn=None, *, scale, where="fake", site="x", noise=None):
 
 
 _DROPOUT = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout)
+_CHANNEL_DROPOUT = (torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
+
+
+def _shared_mask_forward(module):
+    """A dropout forward that draws one mask per call, shared by the whole batch (dim 0)."""
+
+    def forward(x):
+        keep = 1.0 - module.p
+        if isinstance(module, _CHANNEL_DROPOUT):
+            shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
+        else:
+            shape = (1,) + tuple(x.shape[1:])
+        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * mask / keep if keep > 0 else x * 0.0
+
+    return forward
 
 
 @contextlib.contextmanager
-def mc_dropout(*modules):
+def mc_dropout(*modules, shared=False):
     """Monte Carlo dropout (Gal & Ghahramani, 2016) for sampling: inside the block every given
     module is in eval mode (BatchNorm uses its running statistics) except its dropout layers,
     which stay stochastic, so every forward pass draws a fresh mask: approximate posterior draws
     of the weights on top of the random latents. The previous modes are restored afterwards.
 
+    By default each sample of a batch gets its own mask, so a batch of generated samples mixes
+    over weights and latents alike (the marginal). With ``shared=True`` one mask serves the whole
+    batch of a forward pass: each call is then one draw of the weights, as
+    :func:`~bayesgan.diagnostics.to_inference_data` needs for per-draw likelihoods and as the
+    spread of the posterior predictive shows.
+
     :param modules: the networks (generator, critic) to switch.
+    :param bool shared: one mask per forward pass instead of one per sample.
 
     >>> import torch
     >>> net = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.Dropout(0.5), torch.nn.Linear(64, 1))
-    >>> z = torch.ones(1, 4)
+    >>> z = torch.ones(2, 4)
     >>> with mc_dropout(net):
-    ...     bool(net(z) != net(z))
+    ...     bool(net(z)[0] != net(z)[0])
+    True
+    >>> with mc_dropout(net, shared=True):  # one mask for both rows
+    ...     out = net(z)
+    >>> bool(out[0] == out[1])
     True
     """
     if not modules or not all(isinstance(m, torch.nn.Module) for m in modules):
         raise ValueError(f"Expected one or more torch.nn.Module, actual {[type(m).__name__ for m in modules]}")
+    dropouts = [m for module in modules for m in module.modules() if isinstance(m, _DROPOUT)]
+    if shared and any(isinstance(m, torch.nn.AlphaDropout) for m in dropouts):
+        raise ValueError("Expected Dropout, Dropout1d/2d/3d with shared=True, actual AlphaDropout")
     saved = [(m, m.training) for module in modules for m in module.modules()]
     try:
         for module in modules:
             module.eval()
-            for m in module.modules():
-                if isinstance(m, _DROPOUT):
-                    m.train()
+        for m in dropouts:
+            m.train()
+            if shared:
+                m.forward = _shared_mask_forward(m)
         yield
     finally:
         for m, training in saved:
             m.training = training
+        for m in dropouts:
+            m.__dict__.pop("forward", None)

@@ -91,3 +91,43 @@ def test_mc_dropout_rejects_non_modules():
     with pytest.raises(ValueError, match="torch.nn.Module"):
         with mc_dropout("generator"):
             pass
+
+
+@pytest.mark.parametrize("layer, shape", [(torch.nn.Dropout(0.5), (6, 8)), (torch.nn.Dropout2d(0.5), (6, 8, 3, 3))])
+def test_shared_masks_make_each_forward_pass_one_weight_draw(layer, shape):
+    pyro.set_rng_seed(0)
+    x = torch.randn(shape[1:]).expand(shape)  # six identical rows
+    with mc_dropout(layer, shared=True):
+        first, second = layer(x), layer(x)
+    assert torch.equal(first, first[:1].expand(shape))  # one mask for the batch
+    assert not torch.equal(first, second)  # a new mask for each pass
+    kept = first[0] != 0
+    if isinstance(layer, torch.nn.Dropout2d):  # whole channels are kept or dropped
+        assert torch.equal(kept, kept[:, :1, :1].expand_as(kept))
+    assert torch.allclose(first[0][kept], 2 * x[0][kept])  # inverted dropout: scaled by 1/(1-p)
+    with mc_dropout(layer):  # back to one mask per sample
+        per_sample = layer(x)
+    assert not torch.equal(per_sample, per_sample[:1].expand(shape))
+    assert "forward" not in layer.__dict__
+
+
+def test_shared_masks_give_per_draw_likelihoods():
+    """With one mask per draw, the draws of the pointwise log-likelihood differ by more than
+    the latent Monte Carlo noise, so ArviZ sees a posterior over the weights."""
+    from bayesgan.diagnostics import log_likelihood_draws
+
+    pyro.set_rng_seed(0)
+    G = _dropout_generator()
+    model = GeneratorModel(G, latent_dim=2)
+    x = torch.randn(5, 2)
+    with mc_dropout(G, shared=True):
+        shared = log_likelihood_draws(model, x, scale=0.5, num_draws=20, num_samples=4000)
+    with mc_dropout(G):
+        mixed = log_likelihood_draws(model, x, scale=0.5, num_draws=20, num_samples=4000)
+    assert (shared.std(0) > 3 * mixed.std(0)).all()
+
+
+def test_shared_masks_reject_alpha_dropout():
+    with pytest.raises(ValueError, match="actual AlphaDropout"):
+        with mc_dropout(torch.nn.AlphaDropout(0.1), shared=True):
+            pass
