@@ -1,6 +1,20 @@
 """bayesgan: GANs as Bayesian neural networks with partial stochasticity, on Pyro and PyTorch."""
 
-from . import datasets, diagnostics, divergences, handlers, images, infer, kernels, metrics, models, nn, optim, penalties
+from . import (
+    datasets,
+    diagnostics,
+    divergences,
+    handlers,
+    images,
+    infer,
+    kernels,
+    latent,
+    metrics,
+    models,
+    nn,
+    optim,
+    penalties,
+)
 from .ema import EMA
 from .handlers import relax
 from .infer import SAM, FGANLoss, MMDLoss, RelativisticLoss, TrainingDivergedError, WassersteinLoss
@@ -25,6 +39,7 @@ __all__ = [
     "images",
     "infer",
     "kernels",
+    "latent",
     "metrics",
     "models",
     "nn",

@@ -13,6 +13,8 @@ torch.Size([5, 1])
 from .mlp import ACTIVATIONS, mlp
 from .dcgan import IMAGE_SIZES, DCGANCritic, DCGANGenerator, dcgan_init
 from .resnet import ResNetCritic, ResNetGenerator
+from .joint import JointCritic
 
 __all__ = ["ACTIVATIONS", "mlp"]
+__all__ += ["JointCritic"]
 __all__ += ["DCGANCritic", "DCGANGenerator", "IMAGE_SIZES", "ResNetCritic", "ResNetGenerator", "dcgan_init"]
