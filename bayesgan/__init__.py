@@ -14,6 +14,7 @@ from . import (
     nn,
     optim,
     penalties,
+    plots,
 )
 from .ema import EMA
 from .handlers import relax
@@ -45,6 +46,7 @@ __all__ = [
     "nn",
     "optim",
     "penalties",
+    "plots",
     "prior_guide",
     "relax",
 ]
