@@ -1,19 +1,24 @@
-"""The ``bayesgan`` command: train a GAN on a toy target and write samples, metrics and weights.
+"""The ``bayesgan`` command: train a GAN on a toy target or on images; write samples, metrics,
+weights and checkpoints.
 
 The training loop is the one a user writes by hand::
 
     svi = SVI(model, prior_guide, optim, loss=FGANLoss(divergence, critic))   # or any other loss
-    for batch in batches(data, batch_size):
-        svi.step(batch)
+    for step in range(steps):
+        svi.step(next(batches))
 
 (``--loss``, ``--penalty``, ``--relax``, ``--sam`` and ``--ema`` choose the objective and the
-regularizers; ``bayesgan/_recipes.py`` maps the names to library objects.)
+regularizers; ``--data``, ``--arch`` the data and the networks; ``bayesgan/_recipes.py`` maps the
+names to library objects.)
 
 where ``optim`` is Pyro's Adam with a per-parameter learning-rate callable (the critic's
 parameters are registered as ``critic.*``), wrapped in :class:`pyro.optim.LambdaLR` when the
-learning rates decay (``--lr-decay``, on by default; then ``optim.step()`` follows each
-``svi.step``). With no flags, ``bayesgan train`` fits PacGAN's 2D-ring (8 Gaussians on the
-unit circle, std 0.01) and reports PacGAN's mode-coverage metrics.
+learning rates warm up or decay (``--warmup``, ``--lr-decay``; then ``optim.step()`` follows each
+``svi.step``). Every ``--checkpoint-every`` steps :class:`bayesgan.checkpoint.TrainingState`
+captures the run and :func:`bayesgan.checkpoint.save_checkpoint` writes it atomically;
+``--resume`` continues from the newest readable one, bit for bit on CPU. With no flags,
+``bayesgan train`` fits PacGAN's 2D-ring (8 Gaussians on the unit circle, std 0.01) and reports
+PacGAN's mode-coverage metrics; see ``docs/training.md``.
 """
 
 import argparse
@@ -21,10 +26,12 @@ import contextlib
 import csv
 import json
 import math
+import os
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import pyro
@@ -32,11 +39,14 @@ from pyro.infer import SVI
 from tqdm import tqdm
 
 from . import __version__, datasets, divergences, images, metrics
-from ._recipes import LOSSES, PRESETS, make_loss, parse_penalty, wrap_model
+from ._recipes import (ARCHS, IMAGE_DATA, LOSSES, PRESETS, check, critic_size, is_image, make_data,
+                       make_loss, make_networks, make_optimizer, parse_penalty, resolve, wrap_model)
+from .checkpoint import CheckpointError, Minibatches, TrainingState, load_latest, save_checkpoint
 from .ema import EMA
+from .handlers import mc_dropout
 from .infer import TrainingDivergedError
 from .models import GeneratorModel, prior_guide
-from .nn import ACTIVATIONS, mlp
+from .nn import ACTIVATIONS
 
 __all__ = ["build_parser", "data", "main", "train"]
 
@@ -47,7 +57,7 @@ def build_parser():
     """The argument parser of the ``bayesgan`` command and its subcommands."""
     parser = argparse.ArgumentParser(
         prog="bayesgan",
-        description="GANs as Bayesian neural networks on Pyro: train f-GANs on toy targets.",
+        description="GANs as Bayesian neural networks on Pyro: train GANs on toy targets and images.",
         epilog="Run 'bayesgan train --help' for the training flags.",
     )
     parser.add_argument("--version", action="version", version=f"bayesgan {__version__}")
@@ -102,21 +112,28 @@ def data(args):
 def _add_train(commands):
     p = commands.add_parser(
         "train",
-        help="train a GAN on a toy target (default: PacGAN's 8-Gaussian ring)",
-        description="Train an MLP generator against an MLP critic with pyro.infer.SVI and any "
-        "bayesgan loss (FGANLoss by default). "
-        "Writes samples.png, metrics.json, params.pt and train_log.csv to --out.",
+        help="train a GAN on a toy target (default: PacGAN's 8-Gaussian ring) or on images",
+        description="Train a generator against a critic with pyro.infer.SVI and any bayesgan loss "
+        "(FGANLoss by default), on a toy target or on images. Writes samples.png, metrics.json, "
+        "params.pt and train_log.csv to --out; with --checkpoint-every, checkpoints to "
+        "--out/checkpoints that --resume continues from.",
         formatter_class=_HelpFormatter,
     )
     data = p.add_argument_group("data")
-    data.add_argument("--data", default="ring", choices=datasets.names(), help="toy target")
-    data.add_argument("--num-data", type=_positive_int, default=100_000, help="training set size")
+    data.add_argument("--data", default="ring", type=_data_source, metavar="DATA",
+                      help=f"a toy target ({', '.join(datasets.names())}), an image data set "
+                      f"({', '.join(IMAGE_DATA)}) or a folder of images")
+    data.add_argument("--num-data", type=_positive_int, default=100_000,
+                      help="training set size (images: at most this many)")
+    data.add_argument("--image-size", type=_positive_int, default=None,
+                      help="resize images to this side (default: the data's own where the network takes it, else 32)")
+    data.add_argument("--channels", type=int, default=3, choices=(1, 3), help="channels of a folder's images")
     data.add_argument("--eval-samples", type=_positive_int, default=2_500,
                       help="generated samples for the metrics and the plot")
     loss = p.add_argument_group("objective")
     loss.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                      help="a named set of defaults (paper-toy: the paper's MMD toy on N(0, I_2)); "
-                      "explicit flags override it")
+                      help="a named set of defaults (paper-toy: the paper's MMD toy on N(0, I_2); "
+                      "mnist-64, cifar10-64: the paper's reference image runs); explicit flags override it")
     loss.add_argument("--loss", default="fgan", choices=LOSSES,
                       help="objective: FGANLoss, WassersteinLoss (penalty or clipping), "
                       "RelativisticLoss or MMDLoss")
@@ -141,6 +158,8 @@ def _add_train(commands):
     reg.add_argument("--ema", type=_fraction, default=None, metavar="DECAY",
                      help="sample and evaluate with an EMA of the generator's weights")
     reg.add_argument("--ema-start", type=_nonnegative_int, default=0, help="first step the EMA averages")
+    reg.add_argument("--dropout", type=_dropout, default=0.0, metavar="P",
+                     help="Dropout2d rate in the dcgan and resnet networks (MC dropout at sampling)")
     opt = p.add_argument_group("optimization")
     opt.add_argument("--steps", type=_positive_int, default=6_000, help="SVI steps")
     opt.add_argument("--batch-size", type=_positive_int, nargs="+", default=[256],
@@ -149,25 +168,46 @@ def _add_train(commands):
     opt.add_argument("--lr-critic", type=_positive_float, default=2e-3, help="critic's Adam lr")
     opt.add_argument("--betas", type=_betas, default="0.5,0.999", metavar="B1,B2",
                      help="Adam betas of both players")
+    opt.add_argument("--warmup", type=_nonnegative_int, default=0, metavar="STEPS",
+                     help="raise both lrs linearly from 1%% over the first STEPS steps")
     opt.add_argument("--lr-decay", type=_fraction, default=0.5, metavar="FRACTION",
                      help="decay both lrs linearly to 1%% over this final fraction of the steps "
                      "(0: constant)")
     net = p.add_argument_group("networks")
-    net.add_argument("--latent-dim", type=_positive_int, default=2, help="latent dimension")
-    net.add_argument("--width", type=_positive_int, default=128, help="generator's hidden units per layer")
-    net.add_argument("--depth", type=_nonnegative_int, default=3, help="generator's hidden layers")
+    net.add_argument("--arch", default=None, choices=ARCHS,
+                     help="networks: mlp (default for toy data), dcgan (default for images), resnet (32 px)")
+    net.add_argument("--latent-dim", type=_positive_int, default=None,
+                     help="latent dimension (default: 2 for toy data, 100 for images)")
+    net.add_argument("--width", type=_positive_int, default=None,
+                     help="generator's width: hidden units per layer (mlp, default 128) or "
+                     "channels (dcgan's ngf = ndf, default 64; resnet, default 128)")
+    net.add_argument("--depth", type=_nonnegative_int, default=3, help="generator's hidden layers (mlp)")
     net.add_argument("--critic-width", type=_positive_int, default=None,
-                     help="critic's hidden units per layer (default: --width)")
+                     help="critic's hidden units per layer (mlp; default: --width)")
     net.add_argument("--critic-depth", type=_nonnegative_int, default=None,
-                     help="critic's hidden layers (default: --depth)")
+                     help="critic's hidden layers (mlp; default: --depth)")
+    net.add_argument("--critic-batchnorm", action="store_true", help="BatchNorm in the dcgan critic (the paper's)")
     net.add_argument("--activation", default="relu", choices=sorted(ACTIVATIONS),
-                     help="hidden activation")
+                     help="hidden activation (mlp)")
     run = p.add_argument_group("run")
     run.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and sampling")
+    run.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to train")
+    run.add_argument("--amp", default="off", choices=("off", "bf16"),
+                     help="mixed precision: torch.autocast to bfloat16 around each step")
+    run.add_argument("--channels-last", action="store_true", help="channels-last memory format (images)")
     run.add_argument("--out", type=Path, default=None,
                      help="output folder (default: runs/<data>-<timestamp>)")
     run.add_argument("--log-every", type=_positive_int, default=100,
                      help="write a train_log.csv row every N steps")
+    run.add_argument("--sample-every", type=_nonnegative_int, default=0, metavar="N",
+                     help="write samples/step-*.png every N steps (0: only at the end)")
+    run.add_argument("--metrics-every", type=_nonnegative_int, default=0, metavar="N",
+                     help="write a metrics_log.csv row every N steps (0: only at the end)")
+    run.add_argument("--checkpoint-every", type=_nonnegative_int, default=0, metavar="N",
+                     help="write a checkpoint every N steps and at the end (0: none)")
+    run.add_argument("--keep", type=_positive_int, default=3, help="checkpoints to keep")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the newest readable checkpoint in --out (the flags must match)")
     run.add_argument("--threads", type=_positive_int, default=1,
                      help="torch CPU threads; small networks run fastest on one")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -238,23 +278,25 @@ def _penalty(text):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _optimizer(args):
-    """Pyro's Adam with one learning rate per player; a LambdaLR wrapper when lrs decay."""
-
-    def per_param(name):
-        lr = args.lr_critic if name.startswith("critic") else args.lr_generator
-        return {"lr": lr, "betas": args.betas}
-
-    if args.lr_decay == 0:
-        return pyro.optim.Adam(per_param)
-    start = args.steps * (1 - args.lr_decay)
-
-    def factor(step):
-        return 1 - 0.99 * min(max(step - start, 0) / (args.steps - start), 1)
-
-    return pyro.optim.LambdaLR({"optimizer": torch.optim.Adam, "optim_args": per_param, "lr_lambda": factor})
+def _data_source(text):
+    if text in datasets.names() or text in IMAGE_DATA or os.sep in text or Path(text).is_dir():
+        return text
+    known = ", ".join(map(repr, [*datasets.names(), *IMAGE_DATA]))
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {known}, or a folder of images)")
 
 
+def _dropout(text):
+    value = _number(float, "a number in [0, 1)", text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), actual {text!r}")
+    return value
+
+
+class _CommandError(Exception):
+    """A run that cannot start or continue as asked; the message says why."""
+
+
+# -- the run -------------------------------------------------------------------------------------
 def train(args):
     """Train as ``args`` (from :func:`build_parser`) say; write the outputs; return the metrics.
 
@@ -266,7 +308,7 @@ def train(args):
     try:
         if len(args.batch_size) == 1:
             return _train(argparse.Namespace(**{**vars(args), "batch_size": args.batch_size[0]}))
-        out = args.out or Path("runs") / f"{args.data}-sweep-{datetime.now():%Y%m%d-%H%M%S}"
+        out = args.out or Path("runs") / f"{_data_name(args)}-sweep-{datetime.now():%Y%m%d-%H%M%S}"
         results = {}
         for size in args.batch_size:
             run = argparse.Namespace(**{**vars(args), "batch_size": size, "out": out / f"batch-{size}"})
@@ -278,37 +320,131 @@ def train(args):
         torch.set_num_threads(threads)
 
 
+def _data_name(args):
+    return Path(args.data).name if is_image(args.data) and args.data not in IMAGE_DATA else args.data
+
+
 def _train(args):
-    out = args.out or Path("runs") / f"{args.data}-{datetime.now():%Y%m%d-%H%M%S}"
+    args = resolve(argparse.Namespace(**vars(args)))
+    try:
+        check(args)
+    except ValueError as error:
+        raise _CommandError(str(error)) from None
+    out = args.out or Path("runs") / f"{_data_name(args)}-{datetime.now():%Y%m%d-%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
+    run = _build(args, out)
+    start, seconds = _resume(args, run, out / "checkpoints")
+    seconds += _fit(run, args, out, start, seconds)
+    return _finish(run, args, out, seconds)
+
+
+def _device(args):
+    if args.device == "cuda" and not torch.cuda.is_available():
+        why = "this torch was built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+        raise _CommandError(f"Expected a CUDA device for --device cuda, actual none: {why} "
+                            f"(torch {torch.__version__}); use --device cpu")
+    return torch.device(args.device)
+
+
+def _build(args, out):
+    """Data, networks, loss, optimizer, EMA, SVI, minibatches and the training state."""
+    device = _device(args)
     pyro.clear_param_store()
     pyro.set_rng_seed(args.seed)
-    target = datasets.get(args.data)
-    data = datasets.fixed_dataset(args.data, args.num_data, seed=args.seed)
-
-    generator = mlp(args.latent_dim, target.dim, args.width, args.depth, args.activation)
-    critic = mlp(target.dim, 1, *_critic_size(args), args.activation)
+    data, target = make_data(args)
+    if args.batch_size > len(data):
+        raise _CommandError(f"Expected --batch-size <= the {len(data)} training points, actual {args.batch_size}")
+    generator, critic = make_networks(args, tuple(data.shape[1:]))
+    memory = torch.channels_last if args.channels_last and data.dim() == 4 else torch.contiguous_format
+    generator.to(device, memory_format=memory)
+    critic.to(device, memory_format=memory)
+    data = data.to(device, memory_format=memory)
     model = GeneratorModel(generator, args.latent_dim)
     loss = make_loss(args, critic)
-    optim = _optimizer(args)
+    optim = make_optimizer(args)
     ema = EMA(generator, decay=args.ema, start=args.ema_start) if args.ema is not None else None
-    svi = SVI(wrap_model(args, model), prior_guide, optim, loss=loss)
-    seconds = _fit(svi, optim, loss, data, args, out / "train_log.csv", ema)
+    trained = wrap_model(args, model)
+    batches = Minibatches(data, args.batch_size, seed=args.seed)
+    config = _config(args, out, loss)
+    state = TrainingState(modules={"generator": generator, "critic": critic}, optim=optim, loss=loss,
+                          model=trained, ema=ema, batches=batches, config=config)
+    return SimpleNamespace(data=data, target=target, generator=generator, critic=critic, model=model,
+                           loss=loss, optim=optim, ema=ema, svi=SVI(trained, prior_guide, optim, loss=loss),
+                           batches=batches, state=state, config=config, device=device,
+                           fixed_z=torch.randn(64, args.latent_dim, generator=torch.Generator().manual_seed(args.seed)))
 
-    with torch.no_grad(), (ema.average_parameters() if ema else _nothing()):
-        samples = model(num_samples=args.eval_samples)
-    result = {**_sample_metrics(target, samples),
-              **{k: loss.last[k] for k in ("critic_loss", "generator_loss", "divergence")},
-              "wall_time_s": seconds, "steps": args.steps, "config": _config(args, out, loss)}
-    (out / "metrics.json").write_text(json.dumps(_finite(result), indent=2) + "\n")
-    params = {"generator": generator.state_dict(), "critic": critic.state_dict()}
-    if ema is not None:
-        params["generator_ema"] = ema.shadow
-    torch.save(params, out / "params.pt")
-    _plot(out / "samples.png", data[: args.eval_samples], samples, target)
+
+# Flags that do not change the numbers of a run: a resumed run may change them (and the preset's
+# name: its values are compared one by one).
+_RUN_ONLY = ("out", "resume", "quiet", "threads", "log_every", "sample_every", "metrics_every",
+             "checkpoint_every", "keep", "eval_samples", "preset")
+
+
+def _resume(args, run, directory):
+    """``(step, seconds)`` to continue from: the newest readable checkpoint's with ``--resume``."""
+    if not args.resume:
+        if args.checkpoint_every and (found := sorted(directory.glob("ckpt-*.pt"))):
+            raise _CommandError(
+                f"Expected no checkpoints in {directory} for a new run, actual {len(found)} (newest "
+                f"{found[-1].name}); pass --resume to continue that run, or choose another --out"
+            )
+        return 0, 0.0
+    try:
+        latest = load_latest(directory)
+    except CheckpointError as error:
+        raise _CommandError(str(error)) from None
+    if latest is None:
+        if not args.quiet:
+            print(f"bayesgan: no checkpoint in {directory}; starting from step 0", file=sys.stderr)
+        return 0, 0.0
+    path, state = latest
+    saved = {k: v for k, v in state["config"].items() if k not in _RUN_ONLY}
+    now = {k: v for k, v in run.config.items() if k not in _RUN_ONLY}
+    if saved != now:
+        diff = "; ".join(f"--{k.replace('_', '-')} {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now"
+                         for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k))
+        raise _CommandError(f"Expected the flags of the run in {path} to resume it, actual differences: {diff}")
+    try:
+        step = run.state.restore(state)
+    except (CheckpointError, KeyError, RuntimeError, ValueError) as error:
+        raise _CommandError(f"Expected {path} to fit this run, actual {type(error).__name__}: {error}") from None
+    getattr(run.loss, "base", run.loss).last = dict(state.get("last", {}))
     if not args.quiet:
-        print(_summary(result, out))
-    return result
+        print(f"bayesgan: resuming from {path} (step {step} of {args.steps})", file=sys.stderr)
+    return step, float(state.get("wall_time_s", 0.0))
+
+
+def _fit(run, args, out, start, seconds_before):
+    """The user's loop from step ``start``: ``svi.step(batch)``, the scheduler's and the EMA's
+    steps, logs, sample grids, metrics and checkpoints; return the seconds it took."""
+    scheduler = isinstance(run.optim, pyro.optim.PyroLRScheduler)
+    precision = (lambda: torch.autocast(run.device.type, dtype=torch.bfloat16)) if args.amp == "bf16" else _nothing
+    begin = time.perf_counter()
+    with _Logs(out, start) as logs, _progress(args, start) as bar:
+        for step in bar:
+            with precision():
+                run.svi.step(next(run.batches))
+            if scheduler:
+                run.optim.step()
+            if run.ema is not None:
+                run.ema.update()
+            done = step + 1
+            elapsed = time.perf_counter() - begin
+            if done % args.log_every == 0 or done == args.steps:
+                rate = args.batch_size * (done - start) / max(elapsed, 1e-9)
+                logs.losses(run.loss.last, rate)
+                bar.set_postfix(critic=f"{run.loss.last['critic_loss']:.3f}",
+                                generator=f"{run.loss.last['generator_loss']:.3f}",
+                                **{"img/s" if run.target is None else "pts/s": f"{rate:.0f}"}, refresh=False)
+            if args.sample_every and done % args.sample_every == 0:
+                _write_samples(run, out / "samples" / f"step-{done:08d}.png", f"step {done}")
+            if args.metrics_every and done % args.metrics_every == 0:
+                logs.metrics(done, _evaluate(run, min(args.eval_samples, 1000)))
+            if args.checkpoint_every and (done % args.checkpoint_every == 0 or done == args.steps):
+                state = run.state.capture(done)
+                state.update(wall_time_s=seconds_before + elapsed, last=dict(run.loss.last))
+                save_checkpoint(out / "checkpoints", state, keep=args.keep)
+    return time.perf_counter() - begin
 
 
 @contextlib.contextmanager
@@ -316,39 +452,106 @@ def _nothing():
     yield
 
 
-def _fit(svi, optim, loss, data, args, log_path, ema=None):
-    """The user's loop: ``svi.step(batch)`` (and the scheduler's step); return the seconds."""
-    batches = datasets.batches(data, args.batch_size, generator=torch.Generator().manual_seed(args.seed))
-    start = time.perf_counter()
-    with open(log_path, "w", newline="") as log, _progress(args) as bar:
-        writer = None
-        for step in bar:
-            svi.step(next(batches))
-            if isinstance(optim, pyro.optim.PyroLRScheduler):
-                optim.step()
-            if ema is not None:
-                ema.update()
-            if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
-                last = loss.last
-                writer = _log(writer, log, last)
-                bar.set_postfix(critic=f"{last['critic_loss']:.3f}",
-                                generator=f"{last['generator_loss']:.3f}", refresh=False)
-    return time.perf_counter() - start
+def _progress(args, start):
+    return tqdm(range(start, args.steps), desc="train", initial=start, total=args.steps,
+                disable=args.quiet, mininterval=0.5, file=sys.stderr)
 
 
-def _progress(args):
-    return tqdm(range(args.steps), desc="train", disable=args.quiet, mininterval=0.5, file=sys.stderr)
+class _Logs:
+    """train_log.csv (losses), metrics_log.csv (periodic metrics) and TensorBoard when it is
+    installed. A resumed run keeps the rows of the steps before ``start`` and appends."""
+
+    def __init__(self, out, start):
+        self.out, self.start, self.files, self.writers = out, start, {}, {}
+        self.tensorboard = _tensorboard(out / "tensorboard", start)
+
+    def __enter__(self):
+        for name in ("train_log.csv", "metrics_log.csv"):
+            path = self.out / name
+            if self.start == 0 or not path.is_file():
+                path.unlink(missing_ok=True)
+                continue
+            with open(path, newline="") as f:
+                rows = [row for row in csv.DictReader(f) if int(row["step"]) < self.start]
+            temporary = path.with_name(f".{path.name}.tmp")
+            with open(temporary, "w", newline="") as f:
+                if rows:
+                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                    writer.writeheader()
+                    writer.writerows(rows)
+            os.replace(temporary, path)
+        return self
+
+    def __exit__(self, *exc):
+        for f in self.files.values():
+            f.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+    def _write(self, name, row):
+        if name not in self.files:
+            path = self.out / name
+            fresh = not path.is_file() or path.stat().st_size == 0
+            self.files[name] = open(path, "a", newline="")
+            self.writers[name] = csv.DictWriter(self.files[name], fieldnames=list(row), extrasaction="ignore")
+            if fresh:
+                self.writers[name].writeheader()
+        self.writers[name].writerow(row)
+        self.files[name].flush()
+
+    def losses(self, last, rate):
+        """One train_log.csv row: the loss's record of the step and the throughput."""
+        self._write("train_log.csv", {**last, "samples_per_s": rate})
+        self._scalars("train", last["step"] + 1, {k: v for k, v in last.items() if k != "step"})
+
+    def metrics(self, step, values):
+        """One metrics_log.csv row: the scalar metrics after ``step`` steps."""
+        scalars = {k: v for k, v in values.items() if isinstance(v, (int, float))}
+        self._write("metrics_log.csv", {"step": step, **scalars})
+        self._scalars("metrics", step, scalars)
+
+    def _scalars(self, prefix, step, values):
+        if self.tensorboard is not None:
+            for key, value in values.items():
+                self.tensorboard.add_scalar(f"{prefix}/{key}", float(value), step)
 
 
-def _log(writer, log, last):
-    if writer is None:
-        writer = csv.DictWriter(log, fieldnames=["step", *[k for k in last if k != "step"]])
-        writer.writeheader()
-    writer.writerow(last)
-    return writer
+def _tensorboard(path, start):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: the tensorboard package is not a dependency
+        return None
+    return SummaryWriter(str(path), purge_step=start or None)
 
 
-def _sample_metrics(target, samples):
+# -- sampling, metrics, outputs ----------------------------------------------------------------
+@contextlib.contextmanager
+def _sampling(run):
+    """Generate as for evaluation without touching training: the EMA weights if any, eval mode
+    (BatchNorm's running statistics; dropout stays on: MC dropout), no gradients, and the random
+    number generators restored afterwards, so a run with and without samples trains alike."""
+    devices = [run.device] if run.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), \
+            (run.ema.average_parameters() if run.ema else _nothing()), mc_dropout(run.generator):
+        yield
+
+
+def _generate(run, n):
+    chunk = n if run.target is not None else 256
+    parts = [run.model(num_samples=min(chunk, n - i)) for i in range(0, n, chunk)]
+    return torch.cat(parts).float().cpu()
+
+
+def _evaluate(run, n):
+    with _sampling(run):
+        samples = _generate(run, n)
+    return _sample_metrics(run, samples)
+
+
+def _sample_metrics(run, samples):
+    target = run.target
+    if target is None:
+        return _image_metrics(run.data[: len(samples)].float().cpu(), samples)
     if target.name == "normal_2d":
         return {metrics.KEY_CHI2_DECILE: metrics.chi2_decile_score(samples)}
     if isinstance(target, datasets.GaussianMixture) and bool((target.stds == target.stds[0]).all()):
@@ -356,19 +559,78 @@ def _sample_metrics(target, samples):
     return {}
 
 
-def _critic_size(args):
-    """The critic's ``(width, depth)``: the generator's unless given."""
-    return (args.critic_width or args.width,
-            args.depth if args.critic_depth is None else args.critic_depth)
+KEY_KID_PIXELS = "kid_pixels16"
+
+
+def _image_metrics(real, fake):
+    """A cheap image metric: KID between real and generated pixels at 16x16 (grey or RGB). The
+    place to add feature-space metrics (FID, KID on a trained network's features)."""
+    if len(real) < 2 or len(fake) < 2:
+        return {}
+    small = [images.resize(x, 16).flatten(1) if x.shape[-1] > 16 else x.flatten(1) for x in (real, fake)]
+    result = metrics.kid(*small, num_subsets=10, subset_size=1000, generator=torch.Generator().manual_seed(0))
+    return {KEY_KID_PIXELS: result[metrics.KEY_KID]}
+
+
+def _write_samples(run, path, title):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _sampling(run):
+        if run.target is None:
+            samples = run.generator(run.fixed_z.to(run.device, next(run.generator.parameters()).dtype))
+        else:
+            samples = run.model(num_samples=1000)
+    samples = samples.float().cpu()
+    if run.target is None:
+        _write_grid(path, samples)
+    else:
+        _plot(path, run.data[:1000].float().cpu(), samples, run.target, title)
+
+
+def _write_grid(path, samples, columns=8):
+    """A PNG grid of images ``[n, C, H, W]`` in [-1, 1], 2 px apart."""
+    from matplotlib.image import imsave
+
+    n, c, h, w = samples.shape
+    rows = math.ceil(n / columns)
+    grid = torch.ones(c, rows * (h + 2) + 2, columns * (w + 2) + 2)
+    for i, image in enumerate(samples.clamp(-1, 1).add(1).div(2)):
+        r, k = divmod(i, columns)
+        grid[:, 2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + k * (w + 2): 2 + k * (w + 2) + w] = image
+    pixels = grid[0].numpy() if c == 1 else grid.permute(1, 2, 0).numpy()
+    imsave(path, pixels, cmap="gray" if c == 1 else None, vmin=0.0, vmax=1.0)
+
+
+def _finish(run, args, out, seconds):
+    with _sampling(run):
+        samples = _generate(run, args.eval_samples)
+    result = {**_sample_metrics(run, samples),
+              **{k: run.loss.last[k] for k in ("critic_loss", "generator_loss", "divergence") if k in run.loss.last},
+              "wall_time_s": seconds, "steps": args.steps, "config": run.config}
+    (out / "metrics.json").write_text(json.dumps(_finite(result), indent=2) + "\n")
+    params = {"generator": run.generator.state_dict(), "critic": run.critic.state_dict()}
+    if run.ema is not None:
+        params["generator_ema"] = run.ema.shadow
+    temporary = out / ".params.pt.tmp"
+    torch.save(params, temporary)
+    os.replace(temporary, out / "params.pt")
+    if run.target is None:
+        _write_grid(out / "samples.png", samples[:64])
+    else:
+        _plot(out / "samples.png", run.data[: args.eval_samples].float().cpu(), samples, run.target,
+              f"bayesgan train --data {run.target.name}")
+    if not args.quiet:
+        print(_summary(result, out))
+    return result
 
 
 def _config(args, out, loss):
     """The flags as run, with the defaults that depend on other flags filled in."""
     config = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
-    width, depth = _critic_size(args)
+    width, depth = critic_size(args)
     objective = getattr(getattr(loss, "base", loss), "generator_objective", None)
     config.update(out=str(out), betas=list(args.betas), generator_objective=objective,
-                  critic_width=width, critic_depth=depth)
+                  critic_width=width, critic_depth=depth,
+                  penalty=[list(p) for p in args.penalty] if args.penalty else None)
     return config
 
 
@@ -383,7 +645,7 @@ def _finite(value):
     return value
 
 
-def _plot(path, data, samples, target):
+def _plot(path, data, samples, target, title):
     # A bare Figure on the Agg canvas: no pyplot, no global backend switch.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -401,7 +663,7 @@ def _plot(path, data, samples, target):
         ax.scatter(data[:, 0], data[:, 1], s=4, c="0.6", label="data")
         ax.scatter(samples[:, 0], samples[:, 1], s=2, c="tab:red", alpha=0.5, label="generated")
         ax.set_aspect("equal")
-    ax.set_title(f"bayesgan train --data {target.name}")
+    ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=3)
     fig.savefig(path, dpi=100, bbox_inches="tight")
 
@@ -414,6 +676,8 @@ def _summary(result, out):
             f"high quality {100 * result[metrics.KEY_HIGH_QUALITY]:.1f}%, "
             f"reverse KL {result[metrics.KEY_REVERSE_KL]:.3f}"
         )
+    if KEY_KID_PIXELS in result:
+        parts.append(f"pixel KID (16x16) {result[KEY_KID_PIXELS]:.4f}")
     parts.append(f"outputs in {out}")
     return "; ".join(parts)
 
@@ -425,13 +689,15 @@ def main(argv=None):
     if args.command == "train" and args.preset:
         parser.train_parser.set_defaults(**PRESETS[args.preset])
         args = parser.parse_args(argv)
-    if args.command == "train" and max(args.batch_size) > args.num_data:
+    if args.command == "train" and not is_image(args.data) and max(args.batch_size) > args.num_data:
         parser.error(f"--batch-size {max(args.batch_size)} exceeds --num-data {args.num_data}")
+    if args.command == "train" and args.resume and args.out is None:
+        parser.error("--resume needs --out, the folder of the run to continue")
     if args.command == "data" and args.source is not None and len(args.names) != 1:
         parser.error("--source needs exactly one data set name")
     try:
         args.func(args)
-    except (TrainingDivergedError, images.DataFileError) as error:
+    except (TrainingDivergedError, images.DataFileError, CheckpointError, _CommandError) as error:
         print(f"bayesgan: error: {error}", file=sys.stderr)
         return 1
     return 0
