@@ -22,7 +22,7 @@ LOG4 = math.log(4.0)
 DIVERGENCES = sorted({divergences.get(n).name for n in divergences.names()})
 LAST_KEYS = {
     "critic_loss", "generator_loss", "critic_real", "critic_fake", "divergence", "penalty", "step",
-    "generator_updated",
+    "generator_updated", "critic_grad_norm", "generator_grad_norm",
 }
 
 
@@ -252,6 +252,25 @@ def test_separate_learning_rates_one_argument_form():
 
 
 # -- records, the contract of loss() -----------------------------------------------------------
+@pytest.mark.parametrize("critic_steps", [1, 2])
+def test_gradient_norms_are_recorded(critic_steps):
+    critic = mlp()
+    loss = FGANLoss("js", critic, critic_steps=critic_steps)
+    x = torch.randn(16, 1)
+    for step in range(critic_steps):
+        for p in list(critic.parameters()) + [pyro.param("loc", lambda: torch.zeros(1)).unconstrained()]:
+            p.grad = None
+        loss.loss_and_grads(loc_model, guide, x)
+    loc_grad = pyro.param("loc").unconstrained().grad
+    want = torch.cat([p.grad.flatten() for p in critic.parameters()]).norm().item()
+    assert loss.last["critic_grad_norm"] == pytest.approx(want, rel=1e-12)
+    assert loss.last["generator_grad_norm"] == pytest.approx(loc_grad.norm().item(), rel=1e-12)
+    assert loss.last["generator_grad_norm"] > 0
+    if critic_steps == 2:  # a critic-only step: no generator gradient, whatever .grad holds
+        loss.loss_and_grads(loc_model, guide, x)
+        assert loss.last["generator_grad_norm"] == 0.0 and loss.last["critic_grad_norm"] > 0
+
+
 def test_last_records_and_divergence_is_minus_critic_loss():
     loss = FGANLoss("js", mlp())
     svi = SVI(loc_model, guide, Adam({"lr": 1e-3}), loss)

@@ -34,6 +34,14 @@ def _trace_params(trace):
     return [site["value"].unconstrained() for site in trace.nodes.values() if site["type"] == "param"]
 
 
+def _grad_norm(params, like):
+    """The Euclidean norm of the gradients of ``params`` (0 where there are none)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return like.new_zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
 def _check_single_sample(critic):
     norms = [type(m).__name__ for m in critic.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if norms:
@@ -116,7 +124,10 @@ class AdversarialLoss(ELBO):
     critic's penalty is evaluated once per step, on the first pass's batch.
 
     After every call of :meth:`loss` or :meth:`loss_and_grads`, :attr:`last` holds that step's
-    named values (floats): with random weights also ``kl``.
+    named values (floats): with random weights also ``kl``; after :meth:`loss_and_grads` also
+    ``critic_grad_norm`` and ``generator_grad_norm``, the norms of the gradients just computed
+    (the generator's is 0 on critic-only steps; with several pieces of a step accumulating
+    gradients before the optimizer runs, they include what was already there).
 
     Subclasses with a critic define ``_critic_objective(v_real, v_fake) -> (loss, record)`` and
     ``_generator_objective(v_real, v_gen) -> loss`` on the critic's raw outputs; objectives
@@ -176,6 +187,7 @@ class AdversarialLoss(ELBO):
         self.num_masks = num_masks
         self.num_data = num_data
         self._batch = None
+        self._generator_params = []
         self.step = 0
         self.last = {}
 
@@ -201,6 +213,8 @@ class AdversarialLoss(ELBO):
         surrogate = losses[0] + losses[1] if update_generator else losses[0]
         if surrogate.requires_grad:
             self._backward(surrogate)
+        record["critic_grad_norm"] = _grad_norm(self.critic.parameters() if self.critic is not None else [], surrogate)
+        record["generator_grad_norm"] = _grad_norm(self._generator_params, surrogate)
         self._finish(losses, record, generator_updated=update_generator)
         self.step += 1
         return tuple(self.last[k] for k in ("critic_loss", "generator_loss"))
@@ -218,6 +232,8 @@ class AdversarialLoss(ELBO):
             (c, g), record = self._losses(model, guide, args, kwargs, generator)
             if i == 0:
                 real, fake = self._batch[:2]
+                traced = _trace_params(self._batch[2]) + _trace_params(self._batch[3])
+                self._generator_params = traced if generator else []
             kl = self._kl_term(*self._batch[2:])
             if kl is not None:
                 g = g + kl / self.num_data
