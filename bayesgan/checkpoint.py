@@ -40,6 +40,7 @@ import pyro
 import torch
 from pyro.distributions import constraints
 
+from .distributed import is_main_process, unwrap
 from .infer.sam import _counters, _set_counters
 
 __all__ = [
@@ -89,7 +90,9 @@ def save_checkpoint(directory, state, *, keep=3):
     :param directory: the folder (created if missing).
     :param dict state: tensors, numbers, strings, lists and dicts only.
     :param int keep: how many checkpoints to keep, at least 1 (2 or more leave a fallback).
-    :returns: the path written.
+    :returns: the path written. On several processes only rank 0 writes; the other ranks return
+        the same path without writing (use :func:`bayesgan.distributed.save_checkpoint`, which
+        also saves every rank's random number generators).
     :rtype: pathlib.Path
     """
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
@@ -98,6 +101,8 @@ def save_checkpoint(directory, state, *, keep=3):
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"Expected a state dict with an int 'step' >= 0, actual {step!r}")
     directory = Path(directory)
+    if not is_main_process():  # several processes: rank 0 alone writes (distributed.save_checkpoint)
+        return directory / f"ckpt-{step:08d}.pt"
     directory.mkdir(parents=True, exist_ok=True)
     body = {k: v for k, v in state.items() if k != "sha256"}
     payload = {"format": FORMAT, "version": VERSION, **body, "sha256": _digest(body)}
@@ -343,6 +348,7 @@ class TrainingState:
                  param_store=True):
         if not isinstance(modules, dict) or not all(isinstance(m, torch.nn.Module) for m in modules.values()):
             raise ValueError(f"Expected modules to be a dict of name -> torch.nn.Module, actual {modules!r:.80}")
+        modules = {name: unwrap(m) for name, m in modules.items()}  # no DDP "module." prefix
         self.modules, self.optim, self.loss, self.model = modules, optim, loss, model
         self.ema, self.batches, self.config, self.param_store = ema, batches, config, param_store
 
@@ -369,6 +375,7 @@ class TrainingState:
     def restore(self, state):
         """Load ``state`` (from :meth:`capture`) into the objects; return its step."""
         for name, module in self.modules.items():
+            _check_prefix(name, state["modules"][name], module)
             module.load_state_dict(state["modules"][name])
         if "param_store" in state:
             _set_store_state(state["param_store"])
@@ -411,6 +418,17 @@ class TrainingState:
         devices = {k: v.device for k, v in self.ema.module.state_dict().items()}
         self.ema.load_state_dict(ema_state)
         self.ema.shadow = {k: v.to(devices.get(k, v.device)) for k, v in self.ema.shadow.items()}
+
+
+def _check_prefix(name, saved, module):
+    keys = list(saved)
+    if keys and all(k.startswith("module.") for k in keys) and not any(k.startswith("module.") for k in module.state_dict()):
+        raise CheckpointError(
+            f"Expected the state dict of {name!r} saved from the plain module, actual names with the "
+            f"'module.' prefix of a DistributedDataParallel wrapper ({keys[0]!r}); save "
+            f"bayesgan.distributed.unwrap(module).state_dict(), or strip the prefix with "
+            f"torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state, 'module.')"
+        )
 
 
 def _store_state(modules):

@@ -38,7 +38,7 @@ import pyro
 from pyro.infer import SVI
 from tqdm import tqdm
 
-from . import __version__, datasets, divergences, images, metrics
+from . import __version__, datasets, distributed, divergences, images, metrics
 from ._recipes import (ARCHS, IMAGE_DATA, LOSSES, PRESETS, check, critic_size, is_image, make_data,
                        make_loss, make_networks, make_optimizer, parse_penalty, resolve, wrap_model)
 from .checkpoint import CheckpointError, Minibatches, TrainingState, load_latest, save_checkpoint
@@ -78,7 +78,7 @@ def _add_data(commands):
         "With no name, list where each data set is looked for and whether it is there.",
         formatter_class=_HelpFormatter,
     )
-    p.add_argument("names", nargs="*", type=_data_name, metavar="NAME", help="mnist, fashion-mnist or cifar10")
+    p.add_argument("names", nargs="*", type=_data_set_name, metavar="NAME", help="mnist, fashion-mnist or cifar10")
     p.add_argument("--cache", type=Path, default=None,
                    help="the data folder (default: $BAYESGAN_DATA, else ~/.cache/bayesgan)")
     p.add_argument("--source", type=Path, default=None,
@@ -90,7 +90,7 @@ def _add_data(commands):
 _DATA_NAMES = ("mnist", "fashion-mnist", "cifar10")
 
 
-def _data_name(text):
+def _data_set_name(text):
     if text not in _DATA_NAMES:  # not choices=: argparse rejects an empty nargs="*" list against them
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(_DATA_NAMES)}, actual {text!r}")
     return text
@@ -210,6 +210,10 @@ def _add_train(commands):
                      help="continue from the newest readable checkpoint in --out (the flags must match)")
     run.add_argument("--threads", type=_positive_int, default=1,
                      help="torch CPU threads; small networks run fastest on one")
+    run.add_argument("--nproc", type=_positive_int, default=1,
+                     help="processes (GPUs with --device cuda): relaunch through torchrun with "
+                     "DistributedDataParallel; --batch-size is the global batch, split evenly; "
+                     "see docs/distributed.md")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=train)
     return p
@@ -305,6 +309,7 @@ def train(args):
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    distributed.setup("nccl" if args.device == "cuda" else "gloo")
     try:
         if len(args.batch_size) == 1:
             return _train(argparse.Namespace(**{**vars(args), "batch_size": args.batch_size[0]}))
@@ -313,6 +318,8 @@ def train(args):
         for size in args.batch_size:
             run = argparse.Namespace(**{**vars(args), "batch_size": size, "out": out / f"batch-{size}"})
             results[size] = _train(run)
+        if not distributed.is_main_process():
+            return None
         sweep = {str(k): {m: v for m, v in r.items() if m != "config"} for k, r in results.items()}
         (out / "sweep.json").write_text(json.dumps(_finite(sweep), indent=2) + "\n")
         return results
@@ -331,10 +338,18 @@ def _train(args):
     except ValueError as error:
         raise _CommandError(str(error)) from None
     out = args.out or Path("runs") / f"{_data_name(args)}-{datetime.now():%Y%m%d-%H%M%S}"
-    out.mkdir(parents=True, exist_ok=True)
+    args.nproc = distributed.get_world_size()
+    if args.batch_size % args.nproc:
+        raise _CommandError(f"Expected --batch-size divisible by the {args.nproc} processes, actual {args.batch_size}")
+    if distributed.is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
     run = _build(args, out)
     start, seconds = _resume(args, run, out / "checkpoints")
     seconds += _fit(run, args, out, start, seconds)
+    if args.nproc > 1:  # the metrics: means over the ranks
+        getattr(run.loss, "base", run.loss).last = distributed.all_mean(run.loss.last)
+    if not distributed.is_main_process():
+        return None
     return _finish(run, args, out, seconds)
 
 
@@ -359,12 +374,17 @@ def _build(args, out):
     generator.to(device, memory_format=memory)
     critic.to(device, memory_format=memory)
     data = data.to(device, memory_format=memory)
-    model = GeneratorModel(generator, args.latent_dim)
-    loss = make_loss(args, critic)
+    # Several processes: Pyro registers the inner modules, the losses call the wrappers (DDP).
+    model = GeneratorModel(distributed.wrap(generator), args.latent_dim)
+    loss = make_loss(args, distributed.wrap(critic))
     optim = make_optimizer(args)
     ema = EMA(generator, decay=args.ema, start=args.ema_start) if args.ema is not None else None
     trained = wrap_model(args, model)
-    batches = Minibatches(data, args.batch_size, seed=args.seed)
+    if args.nproc == 1:
+        batches = Minibatches(data, args.batch_size, seed=args.seed)
+    else:
+        distributed.seed(args.seed)  # after wrapping (rank 0's weights): each rank its own z
+        batches = distributed.ShardedMinibatches(data, args.batch_size // args.nproc, seed=args.seed)
     config = _config(args, out, loss)
     state = TrainingState(modules={"generator": generator, "critic": critic}, optim=optim, loss=loss,
                           model=trained, ema=ema, batches=batches, config=config)
@@ -394,7 +414,7 @@ def _resume(args, run, directory):
     except CheckpointError as error:
         raise _CommandError(str(error)) from None
     if latest is None:
-        if not args.quiet:
+        if not args.quiet and distributed.is_main_process():
             print(f"bayesgan: no checkpoint in {directory}; starting from step 0", file=sys.stderr)
         return 0, 0.0
     path, state = latest
@@ -405,11 +425,11 @@ def _resume(args, run, directory):
                          for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k))
         raise _CommandError(f"Expected the flags of the run in {path} to resume it, actual differences: {diff}")
     try:
-        step = run.state.restore(state)
+        step = distributed.restore(run.state, state, path)
     except (CheckpointError, KeyError, RuntimeError, ValueError) as error:
         raise _CommandError(f"Expected {path} to fit this run, actual {type(error).__name__}: {error}") from None
     getattr(run.loss, "base", run.loss).last = dict(state.get("last", {}))
-    if not args.quiet:
+    if not args.quiet and distributed.is_main_process():
         print(f"bayesgan: resuming from {path} (step {step} of {args.steps})", file=sys.stderr)
     return step, float(state.get("wall_time_s", 0.0))
 
@@ -432,18 +452,22 @@ def _fit(run, args, out, start, seconds_before):
             elapsed = time.perf_counter() - begin
             if done % args.log_every == 0 or done == args.steps:
                 rate = args.batch_size * (done - start) / max(elapsed, 1e-9)
-                logs.losses(run.loss.last, rate)
-                bar.set_postfix(critic=f"{run.loss.last['critic_loss']:.3f}",
-                                generator=f"{run.loss.last['generator_loss']:.3f}",
+                last = distributed.all_mean(run.loss.last)  # a collective: every rank logs
+                logs.losses(last, rate)
+                bar.set_postfix(critic=f"{last['critic_loss']:.3f}",
+                                generator=f"{last['generator_loss']:.3f}",
                                 **{"img/s" if run.target is None else "pts/s": f"{rate:.0f}"}, refresh=False)
-            if args.sample_every and done % args.sample_every == 0:
+            main = distributed.is_main_process()  # samples and metrics: rank 0, inner modules
+            if main and args.sample_every and done % args.sample_every == 0:
                 _write_samples(run, out / "samples" / f"step-{done:08d}.png", f"step {done}")
-            if args.metrics_every and done % args.metrics_every == 0:
+            if main and args.metrics_every and done % args.metrics_every == 0:
                 logs.metrics(done, _evaluate(run, min(args.eval_samples, 1000)))
             if args.checkpoint_every and (done % args.checkpoint_every == 0 or done == args.steps):
-                state = run.state.capture(done)
-                state.update(wall_time_s=seconds_before + elapsed, last=dict(run.loss.last))
-                save_checkpoint(out / "checkpoints", state, keep=args.keep)
+                extra = {"wall_time_s": seconds_before + elapsed, "last": dict(run.loss.last)}
+                if args.nproc > 1:  # a collective: rank 0 writes every rank's random streams
+                    distributed.save_checkpoint(out / "checkpoints", run.state, done, keep=args.keep, extra=extra)
+                else:
+                    save_checkpoint(out / "checkpoints", {**run.state.capture(done), **extra}, keep=args.keep)
     return time.perf_counter() - begin
 
 
@@ -454,7 +478,7 @@ def _nothing():
 
 def _progress(args, start):
     return tqdm(range(start, args.steps), desc="train", initial=start, total=args.steps,
-                disable=args.quiet, mininterval=0.5, file=sys.stderr)
+                disable=args.quiet or not distributed.is_main_process(), mininterval=0.5, file=sys.stderr)
 
 
 class _Logs:
@@ -463,9 +487,12 @@ class _Logs:
 
     def __init__(self, out, start):
         self.out, self.start, self.files, self.writers = out, start, {}, {}
-        self.tensorboard = _tensorboard(out / "tensorboard", start)
+        self.enabled = distributed.is_main_process()  # the other ranks write nothing
+        self.tensorboard = _tensorboard(out / "tensorboard", start) if self.enabled else None
 
     def __enter__(self):
+        if not self.enabled:
+            return self
         for name in ("train_log.csv", "metrics_log.csv"):
             path = self.out / name
             if self.start == 0 or not path.is_file():
@@ -489,6 +516,8 @@ class _Logs:
             self.tensorboard.close()
 
     def _write(self, name, row):
+        if not self.enabled:
+            return
         if name not in self.files:
             path = self.out / name
             fresh = not path.is_file() or path.stat().st_size == 0
@@ -695,12 +724,33 @@ def main(argv=None):
         parser.error("--resume needs --out, the folder of the run to continue")
     if args.command == "data" and args.source is not None and len(args.names) != 1:
         parser.error("--source needs exactly one data set name")
+    if args.command == "train" and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch(args.nproc, argv if argv is not None else sys.argv[1:])
+    code = 0
     try:
         args.func(args)
     except (TrainingDivergedError, images.DataFileError, CheckpointError, _CommandError) as error:
-        print(f"bayesgan: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+        if distributed.is_main_process():
+            print(f"bayesgan: error: {error}", file=sys.stderr)
+        code = 1
+    if distributed.get_world_size() > 1:  # one of torchrun's processes
+        torch.distributed.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # skip the interpreter's teardown, where gloo's threads sometimes abort
+    return code
+
+
+def _relaunch(nproc, argv):
+    """``bayesgan ARGS`` again on ``nproc`` processes through torchrun (standalone, one machine)."""
+    import subprocess
+
+    # torchrun's own parser would take --nproc for an abbreviation of --nproc-per-node
+    argv = [a for i, a in enumerate(argv) if not (a == "--nproc" or a.startswith("--nproc=")
+                                                  or (i > 0 and argv[i - 1] == "--nproc"))]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "bayesgan", *argv]
+    return subprocess.run(command).returncode
 
 
 if __name__ == "__main__":

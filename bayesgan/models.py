@@ -14,6 +14,8 @@ import pyro.util
 from pyro.nn import PyroModule, PyroSample
 from pyro.nn.module import to_pyro_module_
 
+from .distributed import _registered, unwrap
+
 __all__ = ["GeneratorModel", "WeightGuide", "make_stochastic", "prior_guide"]
 
 
@@ -33,7 +35,9 @@ class GeneratorModel:
     Call it with a data batch ``x`` (training) or with ``num_samples`` (sampling); it returns
     the observation site's value.
 
-    :param torch.nn.Module generator: maps ``[n, latent_dim]`` to ``[n, *event_shape]``.
+    :param torch.nn.Module generator: maps ``[n, latent_dim]`` to ``[n, *event_shape]``; on
+        several processes, wrapped by :func:`bayesgan.distributed.wrap` (Pyro registers its inner
+        module, training calls the wrapper, sampling the inner module).
     :param int latent_dim: the latent dimension :math:`P`.
     :param float scale: :math:`\sigma` of the relaxed likelihood; ``None`` for the point mass.
     :param str name: the generator's name in Pyro's param store.
@@ -62,16 +66,20 @@ class GeneratorModel:
     def __call__(self, x=None, num_samples=None):
         if (x is None) == (num_samples is None):
             raise ValueError("Expected exactly one of x (a data batch) or num_samples")
-        if not isinstance(self.generator, PyroModule):  # a PyroModule registers its own params
-            pyro.module(self.name, self.generator)
+        inner = unwrap(self.generator)
+        # Training calls a DDP/Fabric wrapper (its gradients are averaged); sampling (num_samples)
+        # calls the inner module on one rank without any collective.
+        network = self.generator if x is not None else inner
+        if not isinstance(inner, PyroModule):  # a PyroModule registers its own params
+            pyro.module(self.name, _registered(self.generator, "generator") if x is not None else inner)
         n = x.shape[0] if x is not None else num_samples
-        param = next(self.generator.parameters(), None)  # dtype and device of the latents
+        param = next(inner.parameters(), None)  # dtype and device of the latents
         loc = torch.zeros((), dtype=param.dtype if param is not None else None,
                           device=param.device if param is not None else None)
         plate = pyro.plate("data", n)
         with plate:
             z = pyro.sample("z", dist.Normal(loc, 1.0).expand([self.latent_dim]).to_event(1))
-        out = self.generator(z)  # outside the plate: random weights are drawn once per batch
+        out = network(z)  # outside the plate: random weights are drawn once per batch
         event_dim = out.dim() - 1
         if self.scale is None:
             fn = dist.Delta(out, event_dim=event_dim)

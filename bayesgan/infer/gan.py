@@ -9,6 +9,8 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.uncondition_messenger import UnconditionMessenger
 from pyro.poutine.util import site_is_subsample
 
+from ..distributed import _registered, is_wrapped, unwrap
+
 __all__ = ["AdversarialLoss", "TrainingDivergedError"]
 
 
@@ -65,7 +67,11 @@ def _call_frozen(module, *inputs, higher_order=False):
     graph it builds is the same for one backward. Not for two: autograd saves a leaf parameter
     itself, so a graph built with ``create_graph=True`` from it (a generator penalty) reaches
     the parameter once ``requires_grad`` is back on. ``higher_order=True`` uses detached copies.
+    A DDP or Fabric wrapper is bypassed: its inner module runs with detached copies (this term
+    takes no part in the gradients' synchronization, and DDP's parameters are not toggled).
     """
+    if is_wrapped(module):
+        module, higher_order = unwrap(module), True
     if higher_order:
         detached = {name: p.detach() for name, p in module.named_parameters()}
         return torch.func.functional_call(module, detached, inputs)
@@ -396,7 +402,8 @@ class AdversarialLoss(ELBO):
 
     @staticmethod
     def _register(name, module):
-        pyro.module(name, module)
+        # Pyro holds the inner module's parameters (no "module." prefix); the wrapper is called.
+        pyro.module(name, _registered(module, f"critic {name!r}"))
 
     def _check_finite(self, losses, record):
         if all(torch.isfinite(x).all() for x in losses):

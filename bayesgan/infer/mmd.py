@@ -2,6 +2,7 @@
 
 import torch
 
+from ..distributed import gather
 from ..kernels import RBFMixture, mmd2
 from .gan import AdversarialLoss, _call_frozen
 
@@ -82,7 +83,9 @@ class MMDLoss(AdversarialLoss):
         self.estimator = estimator
 
     def _mmd2(self, x, y):
-        return mmd2(x, y, self.kernel, estimator=self.estimator)
+        # A pairwise statistic, not a mean over samples: on several processes it is computed on
+        # the global batch (bayesgan.distributed.gather), so DDP's average is the global gradient.
+        return mmd2(gather(x), gather(y), self.kernel, estimator=self.estimator)
 
     def _losses(self, model, guide, args, kwargs, generator):
         real, fake, model_trace, guide_trace = self._sample(model, guide, args, kwargs, generator)
