@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from .distributed import is_main_process
+
 __all__ = ["divergence_estimates", "predictive_spread", "samples", "training_curves"]
 
 _DATA_COLOR, _SAMPLE_COLOR = "0.55", "tab:red"
@@ -52,7 +54,7 @@ def _axes(ax, figsize, ncols=1):
 
 
 def _finish(fig, path):
-    if path is not None:
+    if path is not None and is_main_process():  # one writer under torchrun
         fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
     return fig
 

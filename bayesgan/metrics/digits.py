@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..distributed import is_main_process
 from .features import check_images, check_input_range, state_sha256
 
 __all__ = ["DigitsFeatures"]
@@ -74,7 +75,7 @@ class DigitsFeatures(torch.nn.Module):
             model = cls(input_range=input_range)
             _fit(model, steps, lr)
         model.training_record = record
-        if cache is not None:
+        if cache is not None and is_main_process():  # one writer under torchrun
             Path(cache).parent.mkdir(parents=True, exist_ok=True)
             torch.save({"state": model.state_dict(), "training": record}, cache)
         return model.eval()

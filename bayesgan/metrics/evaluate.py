@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..distributed import is_main_process
 from .features import check_images, extract_features, extractor_protocol
 from .frechet import KEY_FID, FeatureStatistics, feature_statistics, fid
 from .kernel_distance import kid
@@ -66,7 +67,7 @@ def reference_statistics(real, *, extractor, cache=None, batch_size=50):
     protocol = {"extractor": wanted, "num_images": len(real), "image_shape": list(real.shape[1:]),
                 "images_sha256": digest}
     stats = feature_statistics(features, protocol=protocol, keep_features=True)
-    if cache is not None:
+    if cache is not None and is_main_process():  # one writer under torchrun
         stats.save(cache)
     return stats
 
