@@ -23,7 +23,6 @@ PacGAN's mode-coverage metrics; see ``docs/training.md``.
 
 import argparse
 import contextlib
-import csv
 import json
 import math
 import os
@@ -38,17 +37,18 @@ import pyro
 from pyro.infer import SVI
 from tqdm import tqdm
 
-from . import __version__, datasets, distributed, divergences, images, metrics
+from . import __version__, _outputs, datasets, distributed, divergences, images
 from ._recipes import (ARCHS, IMAGE_DATA, LOSSES, PRESETS, check, critic_size, is_image, make_data,
                        make_loss, make_networks, make_optimizer, parse_penalty, resolve, wrap_model)
 from .checkpoint import CheckpointError, Minibatches, TrainingState, load_latest, save_checkpoint
 from .ema import EMA
-from .handlers import mc_dropout
 from .infer import TrainingDivergedError
 from .models import GeneratorModel, prior_guide
 from .nn import ACTIVATIONS
 
 __all__ = ["build_parser", "data", "main", "train"]
+
+KEY_KID_PIXELS = _outputs.KEY_KID_PIXELS  # the image runs' metric in metrics.json
 
 _OBJECTIVES = ("nonsaturating", "saturating")
 
@@ -321,7 +321,7 @@ def train(args):
         if not distributed.is_main_process():
             return None
         sweep = {str(k): {m: v for m, v in r.items() if m != "config"} for k, r in results.items()}
-        (out / "sweep.json").write_text(json.dumps(_finite(sweep), indent=2) + "\n")
+        (out / "sweep.json").write_text(json.dumps(_outputs.finite(sweep), indent=2) + "\n")
         return results
     finally:
         torch.set_num_threads(threads)
@@ -438,9 +438,9 @@ def _fit(run, args, out, start, seconds_before):
     """The user's loop from step ``start``: ``svi.step(batch)``, the scheduler's and the EMA's
     steps, logs, sample grids, metrics and checkpoints; return the seconds it took."""
     scheduler = isinstance(run.optim, pyro.optim.PyroLRScheduler)
-    precision = (lambda: torch.autocast(run.device.type, dtype=torch.bfloat16)) if args.amp == "bf16" else _nothing
+    precision = (lambda: torch.autocast(run.device.type, dtype=torch.bfloat16)) if args.amp == "bf16" else contextlib.nullcontext
     begin = time.perf_counter()
-    with _Logs(out, start) as logs, _progress(args, start) as bar:
+    with _outputs.Logs(out, start) as logs, _progress(args, start) as bar:
         for step in bar:
             with precision():
                 run.svi.step(next(run.batches))
@@ -459,9 +459,9 @@ def _fit(run, args, out, start, seconds_before):
                                 **{"img/s" if run.target is None else "pts/s": f"{rate:.0f}"}, refresh=False)
             main = distributed.is_main_process()  # samples and metrics: rank 0, inner modules
             if main and args.sample_every and done % args.sample_every == 0:
-                _write_samples(run, out / "samples" / f"step-{done:08d}.png", f"step {done}")
+                _outputs.write_samples(run, out / "samples" / f"step-{done:08d}.png", f"step {done}")
             if main and args.metrics_every and done % args.metrics_every == 0:
-                logs.metrics(done, _evaluate(run, min(args.eval_samples, 1000)))
+                logs.metrics(done, _outputs.evaluate(run, min(args.eval_samples, 1000)))
             if args.checkpoint_every and (done % args.checkpoint_every == 0 or done == args.steps):
                 extra = {"wall_time_s": seconds_before + elapsed, "last": dict(run.loss.last)}
                 if args.nproc > 1:  # a collective: rank 0 writes every rank's random streams
@@ -471,171 +471,19 @@ def _fit(run, args, out, start, seconds_before):
     return time.perf_counter() - begin
 
 
-@contextlib.contextmanager
-def _nothing():
-    yield
-
-
 def _progress(args, start):
     return tqdm(range(start, args.steps), desc="train", initial=start, total=args.steps,
                 disable=args.quiet or not distributed.is_main_process(), mininterval=0.5, file=sys.stderr)
 
 
-class _Logs:
-    """train_log.csv (losses), metrics_log.csv (periodic metrics) and TensorBoard when it is
-    installed. A resumed run keeps the rows of the steps before ``start`` and appends."""
-
-    def __init__(self, out, start):
-        self.out, self.start, self.files, self.writers = out, start, {}, {}
-        self.enabled = distributed.is_main_process()  # the other ranks write nothing
-        self.tensorboard = _tensorboard(out / "tensorboard", start) if self.enabled else None
-
-    def __enter__(self):
-        if not self.enabled:
-            return self
-        for name in ("train_log.csv", "metrics_log.csv"):
-            path = self.out / name
-            if self.start == 0 or not path.is_file():
-                path.unlink(missing_ok=True)
-                continue
-            with open(path, newline="") as f:
-                rows = [row for row in csv.DictReader(f) if int(row["step"]) < self.start]
-            temporary = path.with_name(f".{path.name}.tmp")
-            with open(temporary, "w", newline="") as f:
-                if rows:
-                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                    writer.writeheader()
-                    writer.writerows(rows)
-            os.replace(temporary, path)
-        return self
-
-    def __exit__(self, *exc):
-        for f in self.files.values():
-            f.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
-
-    def _write(self, name, row):
-        if not self.enabled:
-            return
-        if name not in self.files:
-            path = self.out / name
-            fresh = not path.is_file() or path.stat().st_size == 0
-            self.files[name] = open(path, "a", newline="")
-            self.writers[name] = csv.DictWriter(self.files[name], fieldnames=list(row), extrasaction="ignore")
-            if fresh:
-                self.writers[name].writeheader()
-        self.writers[name].writerow(row)
-        self.files[name].flush()
-
-    def losses(self, last, rate):
-        """One train_log.csv row: the loss's record of the step and the throughput."""
-        self._write("train_log.csv", {**last, "samples_per_s": rate})
-        self._scalars("train", last["step"] + 1, {k: v for k, v in last.items() if k != "step"})
-
-    def metrics(self, step, values):
-        """One metrics_log.csv row: the scalar metrics after ``step`` steps."""
-        scalars = {k: v for k, v in values.items() if isinstance(v, (int, float))}
-        self._write("metrics_log.csv", {"step": step, **scalars})
-        self._scalars("metrics", step, scalars)
-
-    def _scalars(self, prefix, step, values):
-        if self.tensorboard is not None:
-            for key, value in values.items():
-                self.tensorboard.add_scalar(f"{prefix}/{key}", float(value), step)
-
-
-def _tensorboard(path, start):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # optional: the tensorboard package is not a dependency
-        return None
-    return SummaryWriter(str(path), purge_step=start or None)
-
-
 # -- sampling, metrics, outputs ----------------------------------------------------------------
-@contextlib.contextmanager
-def _sampling(run):
-    """Generate as for evaluation without touching training: the EMA weights if any, eval mode
-    (BatchNorm's running statistics; dropout stays on: MC dropout), no gradients, and the random
-    number generators restored afterwards, so a run with and without samples trains alike."""
-    devices = [run.device] if run.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad(), \
-            (run.ema.average_parameters() if run.ema else _nothing()), mc_dropout(run.generator):
-        yield
-
-
-def _generate(run, n):
-    chunk = n if run.target is not None else 256
-    parts = [run.model(num_samples=min(chunk, n - i)) for i in range(0, n, chunk)]
-    return torch.cat(parts).float().cpu()
-
-
-def _evaluate(run, n):
-    with _sampling(run):
-        samples = _generate(run, n)
-    return _sample_metrics(run, samples)
-
-
-def _sample_metrics(run, samples):
-    target = run.target
-    if target is None:
-        return _image_metrics(run.data[: len(samples)].float().cpu(), samples)
-    if target.name == "normal_2d":
-        return {metrics.KEY_CHI2_DECILE: metrics.chi2_decile_score(samples)}
-    if isinstance(target, datasets.GaussianMixture) and bool((target.stds == target.stds[0]).all()):
-        return metrics.mode_coverage(samples, target.means, target.std)
-    return {}
-
-
-KEY_KID_PIXELS = "kid_pixels16"
-
-
-def _image_metrics(real, fake):
-    """A cheap image metric: KID between real and generated pixels at 16x16 (grey or RGB). The
-    place to add feature-space metrics (FID, KID on a trained network's features)."""
-    if len(real) < 2 or len(fake) < 2:
-        return {}
-    small = [images.resize(x, 16).flatten(1) if x.shape[-1] > 16 else x.flatten(1) for x in (real, fake)]
-    result = metrics.kid(*small, num_subsets=10, subset_size=1000, generator=torch.Generator().manual_seed(0))
-    return {KEY_KID_PIXELS: result[metrics.KEY_KID]}
-
-
-def _write_samples(run, path, title):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _sampling(run):
-        if run.target is None:
-            samples = run.generator(run.fixed_z.to(run.device, next(run.generator.parameters()).dtype))
-        else:
-            samples = run.model(num_samples=1000)
-    samples = samples.float().cpu()
-    if run.target is None:
-        _write_grid(path, samples)
-    else:
-        _plot(path, run.data[:1000].float().cpu(), samples, run.target, title)
-
-
-def _write_grid(path, samples, columns=8):
-    """A PNG grid of images ``[n, C, H, W]`` in [-1, 1], 2 px apart."""
-    from matplotlib.image import imsave
-
-    n, c, h, w = samples.shape
-    rows = math.ceil(n / columns)
-    grid = torch.ones(c, rows * (h + 2) + 2, columns * (w + 2) + 2)
-    for i, image in enumerate(samples.clamp(-1, 1).add(1).div(2)):
-        r, k = divmod(i, columns)
-        grid[:, 2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + k * (w + 2): 2 + k * (w + 2) + w] = image
-    pixels = grid[0].numpy() if c == 1 else grid.permute(1, 2, 0).numpy()
-    imsave(path, pixels, cmap="gray" if c == 1 else None, vmin=0.0, vmax=1.0)
-
-
 def _finish(run, args, out, seconds):
-    with _sampling(run):
-        samples = _generate(run, args.eval_samples)
-    result = {**_sample_metrics(run, samples),
+    with _outputs.sampling(run):
+        samples = _outputs.generate(run, args.eval_samples)
+    result = {**_outputs.sample_metrics(run, samples),
               **{k: run.loss.last[k] for k in ("critic_loss", "generator_loss", "divergence") if k in run.loss.last},
               "wall_time_s": seconds, "steps": args.steps, "config": run.config}
-    (out / "metrics.json").write_text(json.dumps(_finite(result), indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(_outputs.finite(result), indent=2) + "\n")
     params = {"generator": run.generator.state_dict(), "critic": run.critic.state_dict()}
     if run.ema is not None:
         params["generator_ema"] = run.ema.shadow
@@ -643,12 +491,12 @@ def _finish(run, args, out, seconds):
     torch.save(params, temporary)
     os.replace(temporary, out / "params.pt")
     if run.target is None:
-        _write_grid(out / "samples.png", samples[:64])
+        _outputs.write_grid(out / "samples.png", samples[:64])
     else:
-        _plot(out / "samples.png", run.data[: args.eval_samples].float().cpu(), samples, run.target,
+        _outputs.plot(out / "samples.png", run.data[: args.eval_samples].float().cpu(), samples, run.target,
               f"bayesgan train --data {run.target.name}")
     if not args.quiet:
-        print(_summary(result, out))
+        print(_outputs.summary(result, out))
     return result
 
 
@@ -661,54 +509,6 @@ def _config(args, out, loss):
                   critic_width=width, critic_depth=depth,
                   penalty=[list(p) for p in args.penalty] if args.penalty else None)
     return config
-
-
-def _finite(value):
-    """JSON has no inf or NaN: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _plot(path, data, samples, target, title):
-    # A bare Figure on the Agg canvas: no pyplot, no global backend switch.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    data, samples = data.numpy(), samples.detach().numpy()
-    fig = Figure(figsize=(5, 5))
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    if target.dim == 1:
-        bins = 60
-        ax.hist(data[:, 0], bins=bins, density=True, histtype="stepfilled", color="0.75", label="data")
-        ax.hist(samples[:, 0], bins=bins, density=True, histtype="step", color="tab:red",
-                label="generated")
-    else:
-        ax.scatter(data[:, 0], data[:, 1], s=4, c="0.6", label="data")
-        ax.scatter(samples[:, 0], samples[:, 1], s=2, c="tab:red", alpha=0.5, label="generated")
-        ax.set_aspect("equal")
-    ax.set_title(title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=3)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-
-
-def _summary(result, out):
-    parts = [f"{result['steps']} steps in {result['wall_time_s']:.1f} s"]
-    if metrics.KEY_MODES in result:
-        parts.append(
-            f"modes {result[metrics.KEY_MODES]}/{len(result[metrics.KEY_MODE_COUNTS])}, "
-            f"high quality {100 * result[metrics.KEY_HIGH_QUALITY]:.1f}%, "
-            f"reverse KL {result[metrics.KEY_REVERSE_KL]:.3f}"
-        )
-    if KEY_KID_PIXELS in result:
-        parts.append(f"pixel KID (16x16) {result[KEY_KID_PIXELS]:.4f}")
-    parts.append(f"outputs in {out}")
-    return "; ".join(parts)
 
 
 def main(argv=None):
