@@ -3,6 +3,7 @@ scatter plots, periodic metrics and the closing summary. Private to :mod:`bayesg
 
 import contextlib
 import csv
+import functools
 import math
 import os
 
@@ -119,16 +120,32 @@ def sample_metrics(run, samples):
 
 
 KEY_KID_PIXELS = "kid_pixels16"
+KEY_FID_DIGITS = "fid_digits"
+KEY_PRECISION_DIGITS = "precision_digits"
+KEY_RECALL_DIGITS = "recall_digits"
 
 
 def image_metrics(real, fake):
-    """A cheap image metric: KID between real and generated pixels at 16x16 (grey or RGB). The
-    place to add feature-space metrics (FID, KID on a trained network's features)."""
+    """Cheap image metrics for the periodic log: KID between real and generated pixels at 16x16
+    (grey or RGB); for grey images also FID and precision/recall in the feature space of a small
+    digits classifier (:class:`~bayesgan.metrics.DigitsFeatures`, images area-resized to 8x8),
+    a Fréchet distance comparable only to itself. Inception FID: :func:`bayesgan.metrics.image_metrics`."""
     if len(real) < 2 or len(fake) < 2:
         return {}
     small = [images.resize(x, 16).flatten(1) if x.shape[-1] > 16 else x.flatten(1) for x in (real, fake)]
     result = metrics.kid(*small, num_subsets=10, subset_size=1000, generator=torch.Generator().manual_seed(0))
-    return {KEY_KID_PIXELS: result[metrics.KEY_KID]}
+    out = {KEY_KID_PIXELS: result[metrics.KEY_KID]}
+    if real.shape[1] == 1 and len(real) > 2 and len(fake) > 2:
+        found = metrics.image_metrics(fake, real, extractor=_digits_features(), compute=("fid", "precision_recall"))
+        out.update({KEY_FID_DIGITS: found[metrics.KEY_FID], KEY_PRECISION_DIGITS: found[metrics.KEY_PRECISION],
+                    KEY_RECALL_DIGITS: found[metrics.KEY_RECALL]})
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_features():
+    """The digits feature extractor, trained once per process (1-2 s; the global RNG is kept)."""
+    return metrics.DigitsFeatures.trained()
 
 
 def write_samples(run, path, title):
@@ -203,5 +220,7 @@ def summary(result, out):
         )
     if KEY_KID_PIXELS in result:
         parts.append(f"pixel KID (16x16) {result[KEY_KID_PIXELS]:.4f}")
+    if KEY_FID_DIGITS in result:
+        parts.append(f"FID in digit features {result[KEY_FID_DIGITS]:.3f}")
     parts.append(f"outputs in {out}")
     return "; ".join(parts)

@@ -283,6 +283,8 @@ def test_image_runs_write_grids_and_metrics(flags, params_shape, tmp_path):
         assert [int(row["step"]) for row in csv.DictReader(f)] == [3]
     assert [int(row["step"]) for row in log] == [0, 1, 2] and float(log[0]["samples_per_s"]) > 0
     assert cli.KEY_KID_PIXELS in result
+    # Grey images: FID and precision/recall in the digits classifier's feature space too.
+    assert result["fid_digits"] > 0 and 0 <= result["precision_digits"] <= 1 and 0 <= result["recall_digits"] <= 1
     assert result["config"]["arch"] == flags[1] if flags[0] == "--arch" else "dcgan"
 
 
