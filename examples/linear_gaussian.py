@@ -24,6 +24,7 @@ from bayesgan import divergences
 from bayesgan.diagnostics import relaxed_log_likelihood
 from bayesgan.infer import FGANLoss, MMDLoss, WassersteinLoss
 from bayesgan.models import GeneratorModel, prior_guide
+from bayesgan.nn import QuadraticCritic
 from bayesgan.optim import Adam
 
 OTHER_LOSSES = ("mmd", "wasserstein")
@@ -31,23 +32,6 @@ DEFAULT_LOSSES = ("kl", "gan", "reverse_kl", "pearson", "squared_hellinger", "mm
 # Critic learning rates that differ from --lr-critic: squared Hellinger's critic runs away at 0.05
 # (W W^T off by 1.7-2.4x on 2 of 3 seeds); docs/linear-gaussian.md has the measurements.
 CRITIC_LR = {"squared_hellinger": 0.01}
-
-
-class QuadraticCritic(torch.nn.Module):
-    """``V(x) = a^T [x, x_i x_j (i <= j)] + c``, started at zero: the log density ratio of two
-    Gaussians is of this form, so the class holds the optimal critic of every f-GAN here."""
-
-    def __init__(self, dim):
-        super().__init__()
-        rows, cols = torch.triu_indices(dim, dim)
-        self.register_buffer("rows", rows, persistent=False)
-        self.register_buffer("cols", cols, persistent=False)
-        self.linear = torch.nn.Linear(dim + rows.numel(), 1)
-        torch.nn.init.zeros_(self.linear.weight)
-        torch.nn.init.zeros_(self.linear.bias)
-
-    def forward(self, x):
-        return self.linear(torch.cat([x, x[:, self.rows] * x[:, self.cols]], dim=-1))
 
 
 def ppca_ml(x, q, sigma):

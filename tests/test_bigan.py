@@ -14,7 +14,7 @@ from pyro.optim import Adam
 from bayesgan import divergences, latent
 from bayesgan.infer import BiGANLoss, FGANLoss
 from bayesgan.infer.bigan import _FlatPairs, _flatten
-from bayesgan.nn import JointCritic
+from bayesgan.nn import JointCritic, QuadraticCritic
 from bayesgan.penalties import R1, GeneratorGradientPenalty, GradientPenalty
 
 from helpers import check_valid_steps, snapshot, unchanged
@@ -55,21 +55,6 @@ def normal_guide(E):
             pyro.sample("z", dist.Normal(loc, torch.nn.functional.softplus(raw)).to_event(1))
 
     return guide
-
-
-class Quadratic(torch.nn.Module):
-    """V(x, z) = w . [u, u_i u_j] + c with u = [x, z]: holds the log-ratio of Gaussian joints."""
-
-    def __init__(self, dim):
-        super().__init__()
-        i, j = torch.triu_indices(dim, dim)
-        self.register_buffer("i", i)
-        self.register_buffer("j", j)
-        self.linear = torch.nn.Linear(dim + len(i), 1)
-
-    def forward(self, x, z):
-        u = torch.cat([x, z], -1)
-        return self.linear(torch.cat([u, u[:, self.i] * u[:, self.j]], -1))
 
 
 class IgnoresZ(torch.nn.Module):
@@ -222,7 +207,7 @@ def linear_gaussian():
     W, b = torch.tensor(W_TRUE), torch.tensor(B_TRUE)
     G, E = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     model, guide = make_model(G), delta_guide(E)
-    loss = BiGANLoss(Quadratic(4), penalty=GradientPenalty(1.0, center=0.0))
+    loss = BiGANLoss(QuadraticCritic(4, zero_init=False), penalty=GradientPenalty(1.0, center=0.0))
     svi = SVI(model, guide, Adam({"lr": 1e-2, "betas": (0.5, 0.999)}), loss)
     for _ in range(1000):
         svi.step(torch.randn(256, 2) @ W.T + b)

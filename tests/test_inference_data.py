@@ -13,6 +13,7 @@ from bayesgan.diagnostics import log_likelihood_draws, relaxed_log_likelihood, t
 from bayesgan.diagnostics.inference_data import _wrap
 from bayesgan.infer import FGANLoss
 from bayesgan.models import GeneratorModel, WeightGuide, make_stochastic, prior_guide
+from bayesgan.nn import QuadraticCritic
 from bayesgan.optim import Adam
 
 az = pytest.importorskip("arviz")
@@ -112,16 +113,11 @@ def _train(data, steps=600, seed=0):
     pyro.set_rng_seed(seed)
     G = torch.nn.Linear(1, 2)
     model = GeneratorModel(G, latent_dim=1, scale=SIGMA)
-    critic = torch.nn.Sequential(_Quadratic(), torch.nn.Linear(5, 1))
+    critic = QuadraticCritic(2, zero_init=False)
     svi = SVI(model, prior_guide, Adam({"lr": 0.02, "betas": (0.5, 0.999)}), loss=FGANLoss("kl", critic))
     for step in range(steps):
         svi.step(data[torch.randint(len(data), (128,))])
     return model
-
-
-class _Quadratic(torch.nn.Module):
-    def forward(self, x):
-        return torch.cat([x, x**2, x[:, :1] * x[:, 1:]], 1)
 
 
 def test_compare_ranks_the_model_trained_on_the_right_data_first():

@@ -29,6 +29,7 @@ from pyro.infer import SVI
 
 from bayesgan.infer import FGANLoss, MMDLoss
 from bayesgan.models import GeneratorModel, prior_guide
+from bayesgan.nn import QuadraticCritic
 from bayesgan.optim import Adam
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -40,22 +41,6 @@ TRUTH = {
     "d3_q2": ([[1.0, 0.3], [-0.4, 0.8], [0.2, 0.5]], [0.5, -1.0, 2.0]),
     "d2_q1": ([[1.0], [0.6]], [0.5, -1.0]),
 }
-
-
-class QuadraticCritic(torch.nn.Module):
-    """``V(x) = a^T [x, x_i x_j (i <= j)] + c``, started at zero."""
-
-    def __init__(self, dim):
-        super().__init__()
-        rows, cols = torch.triu_indices(dim, dim)
-        self.register_buffer("rows", rows, persistent=False)
-        self.register_buffer("cols", cols, persistent=False)
-        self.linear = torch.nn.Linear(dim + rows.numel(), 1)
-        torch.nn.init.zeros_(self.linear.weight)
-        torch.nn.init.zeros_(self.linear.bias)
-
-    def forward(self, x):
-        return self.linear(torch.cat([x, x[:, self.rows] * x[:, self.cols]], dim=-1))
 
 
 def draw(case, seed=0):
@@ -239,3 +224,23 @@ def test_example_rejects_a_latent_dim_above_the_data_dim():
     example = _example()
     with pytest.raises(ValueError, match=r"Expected 1 <= latent_dim <= dim \(2\), actual 3"):
         example.main(example.parser().parse_args(["--dim", "2", "--latent-dim", "3", "--quiet"]))
+
+
+def test_quadratic_critic_represents_a_gaussian_log_ratio_exactly():
+    """log N(x | m, S) - log N(x | 0, I) is a quadratic form: the critic holds it exactly."""
+    m = torch.tensor([0.5, -1.0])
+    S = torch.tensor([[1.5, 0.3], [0.3, 0.8]])
+    P = torch.linalg.inv(S)
+    critic = QuadraticCritic(2)
+    A = -0.5 * (P - torch.eye(2))  # x^T A x + (P m)^T x + c
+    c = -0.5 * m @ P @ m - 0.5 * torch.logdet(S)
+    with torch.no_grad():
+        critic.linear.weight.copy_(torch.cat([P @ m, torch.stack([A[0, 0], 2 * A[0, 1], A[1, 1]])])[None])
+        critic.linear.bias.fill_(c)
+    x = torch.randn(50, 2)
+    want = torch.distributions.MultivariateNormal(m, S).log_prob(x) - torch.distributions.MultivariateNormal(
+        torch.zeros(2), torch.eye(2)).log_prob(x)
+    assert torch.allclose(critic(x).squeeze(-1), want, atol=1e-12)
+    assert torch.equal(critic(x[:, :1], x[:, 1:]), critic(x))  # pairs are concatenated
+    with pytest.raises(ValueError, match="Expected dim to be an int >= 1, actual 0"):
+        QuadraticCritic(0)

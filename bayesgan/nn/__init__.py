@@ -14,7 +14,8 @@ from .mlp import ACTIVATIONS, mlp
 from .dcgan import IMAGE_SIZES, DCGANCritic, DCGANGenerator, dcgan_init
 from .resnet import ResNetCritic, ResNetGenerator
 from .joint import JointCritic
+from .quadratic import QuadraticCritic
 
 __all__ = ["ACTIVATIONS", "mlp"]
-__all__ += ["JointCritic"]
+__all__ += ["JointCritic", "QuadraticCritic"]
 __all__ += ["DCGANCritic", "DCGANGenerator", "IMAGE_SIZES", "ResNetCritic", "ResNetGenerator", "dcgan_init"]
