@@ -1,0 +1,366 @@
+r"""The base of the JAX objectives: explicit state and info, the generator model run through
+NumPyro's handlers, and one pure ``step`` for both players.
+
+Every objective is an object with two methods, as in BlackJAX (``blackjax/base.py``):
+
+* ``init(rng_key, model, critic, batch) -> GANState`` binds the NumPyro ``model`` and the Flax
+  ``critic`` and initializes both players' parameters and optax states;
+* ``step(rng_key, state, batch) -> (GANState, GANInfo)`` is pure and not jitted inside: wrap
+  it in :func:`jax.jit` or run it under :func:`jax.lax.scan`.
+
+The model is the torch side's: ``model(batch)`` with a latent ``z`` in a plate and an observed,
+reparameterized site ``obs_site`` (``Delta`` or ``Normal``). Real data are the value observed
+there; fakes are that site's value when it alone is unconditioned. NumPyro's ``seed``,
+``substitute`` and ``trace`` only run the model. The critic's gradient sees the fakes through
+:func:`jax.lax.stop_gradient` and the generator's sees the critic's parameters through it (the
+torch side's disjoint surrogate). With ``critic_steps = k`` the generator is updated on the
+steps where ``(step + 1) % k == 0``; its parameters and optimizer state are untouched on the
+others.
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from numpyro import handlers
+from numpyro.contrib.module import ParamShape
+from numpyro.distributions import biject_to, constraints
+from numpyro.primitives import Messenger
+
+__all__ = ["AdversarialObjective", "GANInfo", "GANState"]
+
+
+class GANState(NamedTuple):
+    """Both players' parameters (the generator's unconstrained) and optax states, and the step."""
+
+    generator_params: Any
+    critic_params: Any
+    generator_opt_state: Any
+    critic_opt_state: Any
+    step: Any
+
+
+class GANInfo(NamedTuple):
+    """One step's named values (the torch side's ``loss.last``); zeros where a family has none."""
+
+    critic_loss: Any
+    generator_loss: Any
+    critic_real: Any
+    critic_fake: Any
+    divergence: Any
+    penalty: Any
+    generator_penalty: Any
+    kl: Any
+    generator_updated: Any
+    step: Any
+
+
+class _UnconditionSite(Messenger):
+    """Unobserve one site, keeping its data in ``msg["infer"]["obs"]``."""
+
+    def __init__(self, fn=None, name="x"):
+        self.name = name
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["name"] == self.name and msg["is_observed"]:
+            msg["infer"] = {**msg["infer"], "obs": msg["value"]}
+            msg["value"] = None
+            msg["is_observed"] = False
+
+
+def _check_positive_int(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"Expected {name} to be an int >= 1, actual {value!r}")
+
+
+def _update(optimizer, grads, opt_state, params, grad_fn):
+    """``optimizer.update``, with ``grad_fn`` for those that take it (SAM)."""
+    if isinstance(optimizer, optax.GradientTransformationExtraArgs):
+        return optimizer.update(grads, opt_state, params, grad_fn=grad_fn)
+    return optimizer.update(grads, opt_state, params)
+
+
+def _zero():
+    return jnp.zeros(())
+
+
+class AdversarialObjective:
+    r"""Base class of the JAX objectives; subclasses define ``_critic_objective(v_real, v_fake)
+    -> (loss, record)`` and ``_generator_objective(v_real, v_gen) -> loss`` on critic outputs.
+
+    :param generator_optimizer: an optax transformation for the generator.
+    :param critic_optimizer: an optax transformation for the critic.
+    :param int critic_steps: critic updates per generator update.
+    :param penalty: ``penalty(rng_key, critic_fn, real, fake) -> scalar`` added to the critic's
+        loss (see :mod:`bayesgan.jax.penalties`).
+    :param constraint: ``constraint(critic_params) -> critic_params``, a projection applied at
+        the start of every step (e.g. :class:`~bayesgan.jax.penalties.WeightClipping`).
+    :param generator_penalty: e.g. :class:`~bayesgan.jax.penalties.GeneratorGradientPenalty`.
+    :param str obs_site: the model's observation site.
+    :param int num_data: the training set's size, for the :math:`\mathrm{KL}/N` term of a guide
+        over random weights.
+    """
+
+    def __init__(
+        self,
+        *,
+        generator_optimizer,
+        critic_optimizer=None,
+        critic_steps=1,
+        penalty=None,
+        constraint=None,
+        generator_penalty=None,
+        obs_site="x",
+        num_data=None,
+    ):
+        _check_positive_int("critic_steps", critic_steps)
+        for name, value in (("penalty", penalty), ("constraint", constraint), ("generator_penalty", generator_penalty)):
+            if value is not None and not callable(value):
+                raise ValueError(f"Expected {name} to be callable or None, actual {type(value).__name__}")
+        for name, value in (("generator_optimizer", generator_optimizer), ("critic_optimizer", critic_optimizer)):
+            if value is not None and not isinstance(value, optax.GradientTransformation):
+                raise ValueError(
+                    f"Expected {name} to be an optax GradientTransformation, actual {type(value).__name__}"
+                )
+        if num_data is not None:
+            _check_positive_int("num_data", num_data)
+        self.generator_optimizer = generator_optimizer
+        self.critic_optimizer = critic_optimizer
+        self.critic_steps = critic_steps
+        self.penalty = penalty
+        self.constraint = constraint
+        self.generator_penalty = generator_penalty
+        self.obs_site = obs_site
+        self.num_data = num_data
+        self.model = self.critic = self.guide = None
+        self._transforms = {}
+
+    # -- init ------------------------------------------------------------------------------
+    def init(self, rng_key, model, critic, batch, *, guide=None):
+        """Bind ``model`` (and ``guide``) and ``critic``; return the initial :class:`GANState`.
+
+        :param rng_key: a JAX PRNG key.
+        :param callable model: the NumPyro generator model, called as ``model(batch)``.
+        :param critic: a Flax module (``init``/``apply``), or ``None`` for critic-free objectives.
+        :param batch: a data batch, to initialize shapes.
+        :param callable guide: an optional guide over the model's random weights.
+        """
+        self._check_critic(critic)
+        model_key, critic_key = jax.random.split(rng_key)
+        self.model, self.critic, self.guide = model, critic, guide
+        params = {}
+        if guide is not None:
+            guide_trace = handlers.trace(handlers.seed(guide, model_key)).get_trace(batch)
+            params.update(self._params(guide_trace))
+            model_run = handlers.replay(model, trace=guide_trace)
+        else:
+            model_run = model
+        model_trace = handlers.trace(handlers.seed(model_run, model_key)).get_trace(batch)
+        self._observation(model_trace, batch)
+        for name, value in self._params(model_trace).items():
+            params.setdefault(name, value)
+        generator_params = {name: self._transforms[name].inv(value) for name, value in params.items()}
+        critic_params = self._init_critic(critic_key, batch, model_trace, guide) if critic is not None else {}
+        critic_opt_state = self.critic_optimizer.init(critic_params) if critic is not None else ()
+        return GANState(
+            generator_params,
+            critic_params,
+            self.generator_optimizer.init(generator_params),
+            critic_opt_state,
+            jnp.zeros((), dtype=jnp.int32),
+        )
+
+    def _init_critic(self, key, batch, model_trace, guide):
+        return self.critic.init(key, batch)["params"]
+
+    def _check_critic(self, critic):
+        if critic is None:
+            raise ValueError(f"Expected a critic (a Flax module) for {type(self).__name__}, actual None")
+        if not (hasattr(critic, "init") and hasattr(critic, "apply")):
+            raise ValueError(f"Expected the critic to be a Flax module (init/apply), actual {type(critic).__name__}")
+        if self.critic_optimizer is None:
+            raise ValueError("Expected a critic_optimizer (an optax transformation) with a critic, actual None")
+
+    def _params(self, trace):
+        params = {}
+        for name, site in trace.items():
+            if site["type"] != "param" or site["value"] is None:
+                continue
+            constraint = site["kwargs"].get("constraint", constraints.real)
+            self._transforms[name] = biject_to(constraint)
+            # random_flax_module leaves ParamShape placeholders where weights are sampled
+            params[name] = jax.tree.map(
+                lambda v: jnp.zeros(v.shape) if isinstance(v, ParamShape) else v,
+                site["value"],
+                is_leaf=lambda v: isinstance(v, ParamShape),
+            )
+        return params
+
+    def _observation(self, trace, batch):
+        sites = [n for n, s in trace.items() if s["type"] == "sample"]
+        if self.obs_site not in sites:
+            raise ValueError(
+                f"Expected the model to have an observation site {self.obs_site!r}, actual sample "
+                f"sites {sites}; name it in the model or pass obs_site= to the objective"
+            )
+        site = trace[self.obs_site]
+        if not site["is_observed"]:
+            raise ValueError(
+                f"Expected site {self.obs_site!r} to be observed, but it has no data; call "
+                f"numpyro.sample(..., obs=x) in the model with the data batch"
+            )
+        base = site["fn"]
+        while hasattr(base, "base_dist"):
+            base = base.base_dist
+        if not base.has_rsample:
+            raise ValueError(
+                f"Expected a reparameterized observation at {self.obs_site!r} (Delta or Normal), "
+                f"actual {type(base).__name__}; gradients could not reach the generator"
+            )
+        fake_shape = tuple(site["fn"].shape())
+        if tuple(jnp.shape(batch)) != fake_shape:
+            raise ValueError(
+                f"Expected the data batch to have the generator's output shape {fake_shape}, "
+                f"actual {tuple(jnp.shape(batch))}; check the data's shape and the generator's output size"
+            )
+
+    # -- running the model -----------------------------------------------------------------
+    def constrain(self, generator_params):
+        """The generator's parameters in their constrained space (as the model sees them)."""
+        # fresh containers: random_flax_module writes placeholders into the dicts it is given
+        return {
+            name: self._transforms[name](jax.tree.map(lambda v: v, value))
+            for name, value in generator_params.items()
+        }
+
+    def sample(self, rng_key, generator_params, batch):
+        """Run guide and model once: ``(real, fake, kl)``; ``kl`` is the random weights' KL
+        (zero without a guide)."""
+        if self.model is None:
+            raise ValueError("Expected init(rng_key, model, critic, batch) before step, actual no model bound")
+        params = self.constrain(generator_params)
+        guide_key, model_key = jax.random.split(rng_key)
+        model = handlers.substitute(_UnconditionSite(self.model, self.obs_site), data=params)
+        kl = _zero()
+        guide_trace = None
+        if self.guide is not None:
+            guide = handlers.substitute(handlers.seed(self.guide, guide_key), data=params)
+            guide_trace = handlers.trace(guide).get_trace(batch)
+            replayed = {k: v for k, v in guide_trace.items() if k not in self._not_replayed()}
+            model = handlers.replay(model, trace=replayed)
+        model_trace = handlers.trace(handlers.seed(model, model_key)).get_trace(batch)
+        if self.guide is not None:
+            from .diagnostics import _weights_kl
+
+            kl = _weights_kl(guide_trace, model_trace, self.obs_site, self.num_data)
+        return (*self._pairs(model_trace, guide_trace), kl)
+
+    def _not_replayed(self):
+        """Guide sites the model draws itself (a BiGAN's latent)."""
+        return ()
+
+    def _pairs(self, model_trace, guide_trace):
+        """``(real, fake)`` from the traces: the observed data and the generated samples."""
+        site = model_trace[self.obs_site]
+        return site["infer"]["obs"], site["value"]
+
+    def _critic_apply(self, critic_params, x):
+        return self.critic.apply({"params": critic_params}, x)
+
+    # -- one step --------------------------------------------------------------------------
+    def step(self, rng_key, state, batch):
+        """One simultaneous step of both players; returns ``(GANState, GANInfo)``."""
+        model_key, penalty_key = jax.random.split(rng_key)
+        critic_params = state.critic_params
+        if self.constraint is not None:
+            critic_params = self.constraint(critic_params)
+        update_generator = (state.step + 1) % self.critic_steps == 0
+        generator_pass = self._generator_pass(model_key, critic_params, state, batch)
+        if self.critic_steps == 1:
+            g_loss, g_pen, kl, real, fake, g_params, g_opt = generator_pass(True)
+        else:
+            g_loss, g_pen, kl, real, fake, g_params, g_opt = jax.lax.cond(
+                update_generator, lambda: generator_pass(True), lambda: generator_pass(False)
+            )
+        fake = jax.lax.stop_gradient(fake)
+        c_params, c_opt, c_loss, record, penalty = self._critic_update(penalty_key, critic_params, state, real, fake)
+        info = GANInfo(
+            critic_loss=c_loss,
+            generator_loss=g_loss,
+            critic_real=record.get("critic_real", _zero()),
+            critic_fake=record.get("critic_fake", _zero()),
+            divergence=record["divergence"],
+            penalty=penalty,
+            generator_penalty=g_pen,
+            kl=kl,
+            generator_updated=update_generator,
+            step=state.step,
+        )
+        return GANState(g_params, c_params, g_opt, c_opt, state.step + 1), info
+
+    def _generator_pass(self, key, critic_params, state, batch):
+        frozen = jax.lax.stop_gradient(critic_params)
+
+        def objective(gp):
+            real, fake, kl = self.sample(key, gp, batch)
+            v_real = self._critic_apply(frozen, real)
+            loss = self._generator_loss(v_real, self._critic_apply(frozen, fake))
+            return loss, (kl, real, fake, jax.lax.stop_gradient(v_real))
+
+        def with_kl(gp):
+            loss, aux = objective(gp)
+            return (loss + aux[0] / (self.num_data or 1) if self.guide is not None else loss), aux
+
+        def total(gp):
+            loss, aux = with_kl(gp)
+            penalty = _zero()
+            if self.generator_penalty is not None:
+                penalty = self.generator_penalty(objective, gp, self._samples_objective(frozen, aux[3]), aux[2])
+            return loss + penalty, (loss, penalty, aux)
+
+        def run(differentiate):
+            gp, opt = state.generator_params, state.generator_opt_state
+            if differentiate:
+                grad_fn = jax.grad(total, has_aux=True)
+                grads, (loss, penalty, aux) = grad_fn(gp)
+                loss = loss + penalty  # the torch side's record: the penalized loss
+                updates, opt = _update(self.generator_optimizer, grads, opt, gp, lambda p, i=0: grad_fn(p)[0])
+                gp = optax.apply_updates(gp, updates)
+            else:
+                loss, aux = with_kl(gp)
+                penalty = jnp.zeros_like(loss)
+            kl, real, fake, _ = aux
+            return loss, penalty, kl, real, fake, gp, opt
+
+        return run
+
+    def _generator_loss(self, v_real, v_gen):
+        """The generator's loss on the critic's outputs; the real data's reach no player."""
+        return self._generator_objective(jax.lax.stop_gradient(v_real), v_gen)
+
+    def _samples_objective(self, frozen, v_real):
+        """The generator's loss as a function of the fakes (``wrt="samples"`` penalties)."""
+        return lambda fake: self._generator_objective(v_real, self._critic_apply(frozen, fake))
+
+    def _critic_update(self, key, critic_params, state, real, fake):
+        def loss_fn(cp):
+            v_real, v_fake = self._critic_apply(cp, real), self._critic_apply(cp, fake)
+            loss, record = self._critic_objective(v_real, v_fake)
+            penalty = _zero()
+            if self.penalty is not None:
+                penalty = self.penalty(key, lambda x: self._critic_apply(cp, x), real, fake)
+            return loss + penalty, (record, penalty)
+
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, (record, penalty)), grads = grad_fn(critic_params)
+        updates, opt = _update(self.critic_optimizer, grads, state.critic_opt_state, critic_params,
+                               lambda p, i=0: grad_fn(p)[1])
+        return optax.apply_updates(critic_params, updates), opt, loss, record, penalty
+
+    def _critic_objective(self, v_real, v_fake):
+        raise NotImplementedError
+
+    def _generator_objective(self, v_real, v_gen):
+        raise NotImplementedError
