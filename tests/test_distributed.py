@@ -52,13 +52,14 @@ def two_processes(tmp_path_factory):
     return out, torch.load(out / "equivalence.pt", weights_only=False)
 
 
-@pytest.mark.parametrize("name", ["fgan", "wgan-gp", "mmd", "mmd-critic"])
+@pytest.mark.parametrize("name", ["fgan", "wgan-gp", "mmd", "mmd-critic", "sam"])
 def test_two_processes_equal_one_on_the_global_batch(two_processes, name):
     worker = _worker()
     result = two_processes[1][name]
     X, Z = worker.global_batches(2)
     G, C, grads, records = worker.run_loss(name, X, Z, slice(None))
-    assert len(grads) == len(result["grads"]) == worker.STEPS
+    backwards = 2 if name == "sam" else 1  # SAM back-propagates twice per step
+    assert len(grads) == len(result["grads"]) == backwards * worker.STEPS
     for step, (mine, theirs) in enumerate(zip(grads, result["grads"])):
         assert set(mine) == set(theirs), step
         for key in mine:
@@ -72,7 +73,8 @@ def test_two_processes_equal_one_on_the_global_batch(two_processes, name):
     assert result["mean_last"]["step"] == worker.STEPS - 1  # ints are kept
 
 
-@pytest.mark.parametrize("name", ["fgan", "wgan-gp", "mmd", "mmd-critic"])
+# The generator gradient penalty squares each rank's own gradient: in sync, not the global batch's.
+@pytest.mark.parametrize("name", ["fgan", "wgan-gp", "mmd", "mmd-critic", "sam", "generator-penalty"])
 def test_ranks_hold_identical_parameters(two_processes, name):
     ranks = two_processes[1][name]["ranks"]
     assert len(ranks) == 2 and torch.equal(ranks[0], ranks[1])

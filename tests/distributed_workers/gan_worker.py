@@ -21,11 +21,11 @@ from pyro.infer import SVI
 
 from bayesgan import distributed
 from bayesgan.checkpoint import TrainingState
-from bayesgan.infer import FGANLoss, MMDLoss, WassersteinLoss
+from bayesgan.infer import SAM, FGANLoss, MMDLoss, WassersteinLoss
 from bayesgan.models import GeneratorModel, prior_guide
-from bayesgan.penalties import GradientPenalty, _input_gradient
+from bayesgan.penalties import GeneratorGradientPenalty, GradientPenalty, _input_gradient
 
-LOSSES = ("fgan", "wgan-gp", "mmd", "mmd-critic")
+LOSSES = ("fgan", "wgan-gp", "mmd", "mmd-critic", "sam", "generator-penalty")
 STEPS, BATCH, DIM = 3, 8, 2  # BATCH per rank
 
 
@@ -53,6 +53,10 @@ def make_loss(name, critic, backward):
         return WassersteinLoss(critic, penalty=FixedGradientPenalty(10.0), critic_steps=1, backward=backward)
     if name == "mmd":
         return MMDLoss(backward=backward)
+    if name == "sam":  # two backward passes per step; the ascent uses the all-reduced gradient
+        return SAM(FGANLoss("gan", critic, backward=backward), rho=0.05)
+    if name == "generator-penalty":  # double backprop through the generator's DDP wrapper
+        return FGANLoss("gan", critic, generator_penalty=GeneratorGradientPenalty(0.1), backward=backward)
     return MMDLoss(critic=critic, backward=backward)
 
 
