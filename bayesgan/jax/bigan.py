@@ -34,7 +34,7 @@ class BiGAN(FGAN):
     :param divergence: a divergence name or object (``"gan"`` by default).
     :param str latent_site: the latent site of model and guide.
     :param kwargs: ``critic_steps``, ``generator_objective``, ``penalty``,
-        ``generator_penalty``, ``obs_site``, ``num_data``.
+        ``generator_penalty``, ``obs_site``, ``num_data``, ``num_masks``.
 
     **References**
 

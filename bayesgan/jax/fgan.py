@@ -28,7 +28,7 @@ class FGAN(AdversarialObjective):
     :param str generator_objective: ``"nonsaturating"``, ``"saturating"`` or ``None`` (the
         divergence's default).
     :param kwargs: ``penalty``, ``constraint``, ``generator_penalty``, ``obs_site``,
-        ``num_data`` (see :class:`~bayesgan.jax.gan.AdversarialObjective`).
+        ``num_data``, ``num_masks`` (see :class:`~bayesgan.jax.gan.AdversarialObjective`).
 
     **References**
 

@@ -15,7 +15,12 @@ there; fakes are that site's value when it alone is unconditioned. NumPyro's ``s
 :func:`jax.lax.stop_gradient` and the generator's sees the critic's parameters through it (the
 torch side's disjoint surrogate). With ``critic_steps = k`` the generator is updated on the
 steps where ``(step + 1) % k == 0``; its parameters and optimizer state are untouched on the
-others.
+others. With ``num_masks = M > 1`` both losses are averaged over ``M`` passes of the model, with
+the keys ``jax.random.split(model_key, M)`` (``model_key, penalty_key =
+jax.random.split(rng_key)``), and the critic's penalty is evaluated once, on the first pass's
+batch (the torch side's ``num_masks``). The model's mutable sites (``flax_module(...,
+mutable=["batch_stats"])``: BatchNorm's running statistics) are carried in
+``GANState.generator_state`` and threaded through the passes.
 """
 
 from typing import Any, NamedTuple
@@ -32,13 +37,16 @@ __all__ = ["AdversarialObjective", "GANInfo", "GANState"]
 
 
 class GANState(NamedTuple):
-    """Both players' parameters (the generator's unconstrained) and optax states, and the step."""
+    """Both players' parameters (the generator's unconstrained) and optax states, the step, and
+    the model's mutable sites (``flax_module(..., mutable=["batch_stats"])``: ``{site: value}``,
+    empty without them)."""
 
     generator_params: Any
     critic_params: Any
     generator_opt_state: Any
     critic_opt_state: Any
     step: Any
+    generator_state: Any = None
 
 
 class GANInfo(NamedTuple):
@@ -86,6 +94,18 @@ def _zero():
     return jnp.zeros(())
 
 
+def _average(values):
+    """The mean of a list of arrays (or of dicts of arrays), summed in order as the torch side."""
+    if len(values) == 1:
+        return values[0]
+    if isinstance(values[0], dict):
+        return {name: _average([v[name] for v in values]) for name in values[0]}
+    total = values[0]
+    for value in values[1:]:
+        total = total + value
+    return total / len(values)
+
+
 class AdversarialObjective:
     r"""Base class of the JAX objectives; subclasses define ``_critic_objective(v_real, v_fake)
     -> (loss, record)`` and ``_generator_objective(v_real, v_gen) -> loss`` on critic outputs.
@@ -101,6 +121,9 @@ class AdversarialObjective:
     :param str obs_site: the model's observation site.
     :param int num_data: the training set's size, for the :math:`\mathrm{KL}/N` term of a guide
         over random weights.
+    :param int num_masks: stochastic passes of the model averaged per step, :math:`M \ge 1`
+        (fresh latents and dropout masks each, keys ``jax.random.split(model_key, M)``); the
+        critic's penalty is evaluated once, on the first pass's batch.
     """
 
     def __init__(
@@ -114,8 +137,10 @@ class AdversarialObjective:
         generator_penalty=None,
         obs_site="x",
         num_data=None,
+        num_masks=1,
     ):
         _check_positive_int("critic_steps", critic_steps)
+        _check_positive_int("num_masks", num_masks)
         for name, value in (("penalty", penalty), ("constraint", constraint), ("generator_penalty", generator_penalty)):
             if value is not None and not callable(value):
                 raise ValueError(f"Expected {name} to be callable or None, actual {type(value).__name__}")
@@ -134,6 +159,7 @@ class AdversarialObjective:
         self.generator_penalty = generator_penalty
         self.obs_site = obs_site
         self.num_data = num_data
+        self.num_masks = num_masks
         self.model = self.critic = self.guide = None
         self._transforms = {}
 
@@ -159,6 +185,12 @@ class AdversarialObjective:
             model_run = model
         model_trace = handlers.trace(handlers.seed(model_run, model_key)).get_trace(batch)
         self._observation(model_trace, batch)
+        generator_state = {
+            name: jax.tree.map(jnp.asarray, site["value"])
+            for name, site in model_trace.items()
+            if site["type"] == "mutable"
+        }
+        self._initial_generator_state = generator_state
         for name, value in self._params(model_trace).items():
             params.setdefault(name, value)
         generator_params = {name: self._transforms[name].inv(value) for name, value in params.items()}
@@ -170,6 +202,7 @@ class AdversarialObjective:
             self.generator_optimizer.init(generator_params),
             critic_opt_state,
             jnp.zeros((), dtype=jnp.int32),
+            generator_state,
         )
 
     def _init_critic(self, key, batch, model_trace, guide):
@@ -235,12 +268,20 @@ class AdversarialObjective:
             for name, value in generator_params.items()
         }
 
-    def sample(self, rng_key, generator_params, batch):
+    def sample(self, rng_key, generator_params, batch, generator_state=None):
         """Run guide and model once: ``(real, fake, kl)``; ``kl`` is the random weights' KL
-        (zero without a guide)."""
+        (zero without a guide). ``generator_state`` is the model's mutable sites
+        (``GANState.generator_state``; by default the initial ones)."""
+        return self._sample(rng_key, generator_params, batch, generator_state)[:3]
+
+    def _sample(self, rng_key, generator_params, batch, generator_state):
+        """:meth:`sample` and the mutable sites' values after the run."""
         if self.model is None:
             raise ValueError("Expected init(rng_key, model, critic, batch) before step, actual no model bound")
-        params = self.constrain(generator_params)
+        if generator_state is None:
+            generator_state = getattr(self, "_initial_generator_state", {})
+        # fresh containers: the model updates its mutable sites in place
+        params = {**self.constrain(generator_params), **jax.tree.map(lambda v: v, generator_state)}
         guide_key, model_key = jax.random.split(rng_key)
         model = handlers.substitute(_UnconditionSite(self.model, self.obs_site), data=params)
         kl = _zero()
@@ -255,7 +296,8 @@ class AdversarialObjective:
             from .diagnostics import _weights_kl
 
             kl = _weights_kl(guide_trace, model_trace, self.obs_site, self.num_data)
-        return (*self._pairs(model_trace, guide_trace), kl)
+        new_state = {name: jax.lax.stop_gradient(model_trace[name]["value"]) for name in generator_state}
+        return (*self._pairs(model_trace, guide_trace), kl, new_state)
 
     def _not_replayed(self):
         """Guide sites the model draws itself (a BiGAN's latent)."""
@@ -279,13 +321,13 @@ class AdversarialObjective:
         update_generator = (state.step + 1) % self.critic_steps == 0
         generator_pass = self._generator_pass(model_key, critic_params, state, batch)
         if self.critic_steps == 1:
-            g_loss, g_pen, kl, real, fake, g_params, g_opt = generator_pass(True)
+            g_loss, g_pen, kl, reals, fakes, g_params, g_opt, g_state = generator_pass(True)
         else:
-            g_loss, g_pen, kl, real, fake, g_params, g_opt = jax.lax.cond(
+            g_loss, g_pen, kl, reals, fakes, g_params, g_opt, g_state = jax.lax.cond(
                 update_generator, lambda: generator_pass(True), lambda: generator_pass(False)
             )
-        fake = jax.lax.stop_gradient(fake)
-        c_params, c_opt, c_loss, record, penalty = self._critic_update(penalty_key, critic_params, state, real, fake)
+        fakes = jax.lax.stop_gradient(fakes)
+        c_params, c_opt, c_loss, record, penalty = self._critic_update(penalty_key, critic_params, state, reals, fakes)
         info = GANInfo(
             critic_loss=c_loss,
             generator_loss=g_loss,
@@ -298,26 +340,55 @@ class AdversarialObjective:
             generator_updated=update_generator,
             step=state.step,
         )
-        return GANState(g_params, c_params, g_opt, c_opt, state.step + 1), info
+        if state.generator_state is None:
+            g_state = None
+        return GANState(g_params, c_params, g_opt, c_opt, state.step + 1, g_state), info
+
+    def _pass_keys(self, key):
+        """The model's keys of the ``num_masks`` passes."""
+        return [key] if self.num_masks == 1 else list(jax.random.split(key, self.num_masks))
 
     def _generator_pass(self, key, critic_params, state, batch):
+        """``run(differentiate) -> (loss, penalty, kl, reals, fakes, params, opt_state)``, the
+        losses averaged over the passes, ``reals`` and ``fakes`` tuples of the passes' batches."""
         frozen = jax.lax.stop_gradient(critic_params)
+        keys = self._pass_keys(key)
 
-        def objective(gp):
-            real, fake, kl = self.sample(key, gp, batch)
+        def objective(gp, key, mutable):
+            real, fake, kl, mutable = self._sample(key, gp, batch, mutable)
             v_real = self._critic_apply(frozen, real)
             loss = self._generator_loss(v_real, self._critic_apply(frozen, fake))
-            return loss, (kl, real, fake, jax.lax.stop_gradient(v_real))
+            return loss, (kl, real, fake, jax.lax.stop_gradient(v_real), mutable)
 
-        def with_kl(gp):
-            loss, aux = objective(gp)
+        def with_kl(gp, key, mutable):
+            loss, aux = objective(gp, key, mutable)
             return (loss + aux[0] / (self.num_data or 1) if self.guide is not None else loss), aux
 
-        def total(gp):
-            loss, aux = with_kl(gp)
+        def one_pass(gp, key, mutable, penalize):
+            loss, aux = with_kl(gp, key, mutable)
             penalty = _zero()
-            if self.generator_penalty is not None:
-                penalty = self.generator_penalty(objective, gp, self._samples_objective(frozen, aux[3]), aux[2])
+            if penalize and self.generator_penalty is not None:
+                penalty = self.generator_penalty(
+                    lambda p: objective(p, key, mutable), gp, self._samples_objective(frozen, aux[3]), aux[2]
+                )
+            return loss, penalty, aux
+
+        def passes(gp, penalize):
+            # the mutable sites (BatchNorm's running statistics) are threaded through the passes
+            mutable = state.generator_state
+            results = []
+            for k in keys:
+                results.append(one_pass(gp, k, mutable, penalize))
+                mutable = results[-1][2][4]
+            loss = _average([r[0] for r in results])
+            penalty = _average([r[1] for r in results])
+            kl = _average([r[2][0] for r in results])
+            reals = tuple(r[2][1] for r in results)
+            fakes = tuple(r[2][2] for r in results)
+            return loss, penalty, (kl, reals, fakes, mutable)
+
+        def total(gp):
+            loss, penalty, aux = passes(gp, True)
             return loss + penalty, (loss, penalty, aux)
 
         def run(differentiate):
@@ -329,10 +400,10 @@ class AdversarialObjective:
                 updates, opt = _update(self.generator_optimizer, grads, opt, gp, lambda p, i=0: grad_fn(p)[0])
                 gp = optax.apply_updates(gp, updates)
             else:
-                loss, aux = with_kl(gp)
+                loss, _, aux = passes(gp, False)
                 penalty = jnp.zeros_like(loss)
-            kl, real, fake, _ = aux
-            return loss, penalty, kl, real, fake, gp, opt
+            kl, reals, fakes, mutable = aux
+            return loss, penalty, kl, reals, fakes, gp, opt, mutable
 
         return run
 
@@ -344,13 +415,20 @@ class AdversarialObjective:
         """The generator's loss as a function of the fakes (``wrt="samples"`` penalties)."""
         return lambda fake: self._generator_objective(v_real, self._critic_apply(frozen, fake))
 
-    def _critic_update(self, key, critic_params, state, real, fake):
+    def _critic_update(self, key, critic_params, state, reals, fakes):
+        """The critic's step on the passes' batches (tuples): the objective averaged over them,
+        the penalty on the first."""
+
         def loss_fn(cp):
-            v_real, v_fake = self._critic_apply(cp, real), self._critic_apply(cp, fake)
-            loss, record = self._critic_objective(v_real, v_fake)
+            losses, records = [], []
+            for real, fake in zip(reals, fakes):
+                loss, record = self._critic_objective(self._critic_apply(cp, real), self._critic_apply(cp, fake))
+                losses.append(loss)
+                records.append(record)
+            loss, record = _average(losses), _average(records)
             penalty = _zero()
             if self.penalty is not None:
-                penalty = self.penalty(key, lambda x: self._critic_apply(cp, x), real, fake)
+                penalty = self._call_penalty(key, lambda x: self._critic_apply(cp, x), reals[0], fakes[0], state.step)
             return loss + penalty, (record, penalty)
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -358,6 +436,11 @@ class AdversarialObjective:
         updates, opt = _update(self.critic_optimizer, grads, state.critic_opt_state, critic_params,
                                lambda p, i=0: grad_fn(p)[1])
         return optax.apply_updates(critic_params, updates), opt, loss, record, penalty
+
+    def _call_penalty(self, key, critic_fn, real, fake, step):
+        if getattr(self.penalty, "uses_step", False):
+            return self.penalty(key, critic_fn, real, fake, step=step)
+        return self.penalty(key, critic_fn, real, fake)
 
     def _critic_objective(self, v_real, v_fake):
         raise NotImplementedError

@@ -4,7 +4,7 @@ pair, with the torch side's kernel (:class:`RBFMixture`) and estimator (:func:`m
 import jax.numpy as jnp
 
 from ..kernels import PAPER_INVERSE_BANDWIDTHS
-from .gan import AdversarialObjective
+from .gan import AdversarialObjective, _average
 
 __all__ = ["MMD", "RBFMixture", "mmd2"]
 
@@ -71,7 +71,7 @@ class MMD(AdversarialObjective):
     :param generator_optimizer: optax transformation of the generator.
     :param critic_optimizer: optax transformation of the critic, if any.
     :param int critic_steps: critic updates per generator update (1 without a critic).
-    :param kwargs: ``generator_penalty`` (e.g. ``wrt="samples"``), ``obs_site``, ``num_data``.
+    :param kwargs: ``generator_penalty`` (e.g. ``wrt="samples"``), ``obs_site``, ``num_data``, ``num_masks``.
 
     **References**
 
@@ -105,10 +105,10 @@ class MMD(AdversarialObjective):
     def _critic_apply(self, critic_params, x):
         return x if self.critic is None else super()._critic_apply(critic_params, x)
 
-    def _critic_update(self, key, critic_params, state, real, fake):
+    def _critic_update(self, key, critic_params, state, reals, fakes):
         if self.critic is not None:
-            return super()._critic_update(key, critic_params, state, real, fake)
-        estimate = self._mmd2(real, fake)
+            return super()._critic_update(key, critic_params, state, reals, fakes)
+        estimate = _average([self._mmd2(real, fake) for real, fake in zip(reals, fakes)])
         zero = jnp.zeros_like(estimate)
         return critic_params, state.critic_opt_state, zero, {"divergence": estimate}, zero
 

@@ -5,7 +5,8 @@ weights and formulas.
 A critic penalty is ``penalty(rng_key, critic_fn, real, fake) -> scalar`` with
 ``critic_fn(x)`` the critic at the parameters being differentiated; input gradients come from
 :func:`jax.grad`, and differentiating the penalty with respect to the critic's parameters is
-double differentiation. ``a + b`` sums two penalties.
+double differentiation. ``a + b`` sums two penalties. :class:`Lazy` penalties also take the
+step counter (``uses_step``); the objectives pass ``step=state.step``.
 
 >>> import jax.numpy as jnp
 >>> w = jnp.array([3.0, 4.0])
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 __all__ = [
     "GeneratorGradientPenalty",
     "GradientPenalty",
+    "Lazy",
     "OutputPenalty",
     "Penalty",
     "R1",
@@ -51,6 +53,8 @@ def _norm(g):
 class Penalty:
     """Base class: a weighted critic penalty; ``a + b`` sums two penalties."""
 
+    uses_step = False
+
     def __call__(self, rng_key, critic_fn, real, fake):
         raise NotImplementedError
 
@@ -60,13 +64,20 @@ class Penalty:
         return _Sum(self, other)
 
 
+def _call(penalty, rng_key, critic_fn, real, fake, step):
+    if getattr(penalty, "uses_step", False):
+        return penalty(rng_key, critic_fn, real, fake, step=step)
+    return penalty(rng_key, critic_fn, real, fake)
+
+
 class _Sum(Penalty):
     def __init__(self, *terms):
         self.terms = terms
+        self.uses_step = any(getattr(t, "uses_step", False) for t in terms)
 
-    def __call__(self, rng_key, critic_fn, real, fake):
+    def __call__(self, rng_key, critic_fn, real, fake, *, step=None):
         keys = jax.random.split(rng_key, len(self.terms)) if rng_key is not None else [None] * len(self.terms)
-        return sum(term(k, critic_fn, real, fake) for term, k in zip(self.terms, keys))
+        return sum(_call(term, k, critic_fn, real, fake, step) for term, k in zip(self.terms, keys))
 
     def __repr__(self):
         return " + ".join(repr(t) for t in self.terms)
@@ -162,6 +173,50 @@ class OutputPenalty(Penalty):
 
     def __repr__(self):
         return f"OutputPenalty({self.weight})"
+
+
+class Lazy(Penalty):
+    r"""Apply a penalty on one step in ``every``, multiplied by ``every`` (StyleGAN2-ADA's lazy
+    regularization), the torch side's :class:`bayesgan.penalties.Lazy` as a pure function of the
+    step counter: on steps :math:`0, k, 2k, \dots` the value is :math:`k` times the penalty's,
+    on the others 0 and the penalty is not evaluated (:func:`jax.lax.cond`). The objectives call
+    it with ``step=state.step``, which counts the calls as the torch side's ``calls`` does.
+
+    .. note:: With Adam the lazy steps see a gradient ``every`` times larger; StyleGAN2-ADA uses
+        ``lr * c`` and ``betas ** c`` with ``c = every / (every + 1)`` for the critic.
+
+    :param Penalty penalty: the penalty to apply lazily.
+    :param int every: the period :math:`k`.
+
+    >>> import jax.numpy as jnp
+    >>> lazy = Lazy(R1(1.0), every=4)
+    >>> critic_fn = lambda x: x @ jnp.array([3.0, 4.0])      # R1 = 0.5 * 25
+    >>> x = jnp.ones((8, 2))
+    >>> [float(lazy(None, critic_fn, x, x, step=s)) for s in range(5)]
+    [50.0, 0.0, 0.0, 0.0, 50.0]
+    """
+
+    uses_step = True
+
+    def __init__(self, penalty, *, every=16):
+        if not callable(penalty):
+            raise ValueError(f"Expected penalty to be callable, actual {type(penalty).__name__}")
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise ValueError(f"Expected every to be an int >= 1, actual {every!r}")
+        self.penalty, self.every = penalty, every
+
+    def __call__(self, rng_key, critic_fn, real, fake, *, step=None):
+        if step is None:
+            raise ValueError("Expected the step counter (step=state.step) for a Lazy penalty, actual None")
+
+        def active():
+            value = _call(self.penalty, rng_key, critic_fn, real, fake, step)
+            return jnp.asarray(self.every * value, dtype=real.dtype)
+
+        return jax.lax.cond(jnp.asarray(step) % self.every == 0, active, lambda: jnp.zeros((), real.dtype))
+
+    def __repr__(self):
+        return f"Lazy({self.penalty!r}, every={self.every})"
 
 
 class WeightClipping:

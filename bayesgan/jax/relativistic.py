@@ -27,7 +27,7 @@ class Relativistic(AdversarialObjective):
 
     :param generator_optimizer: optax transformation of the generator.
     :param critic_optimizer: optax transformation of the critic.
-    :param kwargs: ``penalty``, ``critic_steps``, ``generator_penalty``, ``obs_site``, ``num_data``.
+    :param kwargs: ``penalty``, ``critic_steps``, ``generator_penalty``, ``obs_site``, ``num_data``, ``num_masks``.
 
     **References**
 

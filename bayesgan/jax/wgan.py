@@ -25,7 +25,7 @@ class Wasserstein(AdversarialObjective):
     :param penalty: a critic penalty or ``None``.
     :param constraint: a projection of the critic's parameters, e.g. ``WeightClipping``.
     :param int critic_steps: critic updates per generator update (5 in WGAN and WGAN-GP).
-    :param kwargs: ``generator_penalty``, ``obs_site``, ``num_data``.
+    :param kwargs: ``generator_penalty``, ``obs_site``, ``num_data``, ``num_masks``.
 
     **References**
 
