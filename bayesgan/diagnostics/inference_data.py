@@ -52,12 +52,6 @@ def _draw(model, guide, x, scale, num_samples, num_predictive, obs_site):
     return weights, means.mean(0).reshape(x.shape[1:]), row, predictive
 
 
-def _stack(draws, num_chains, num_draws):
-    """``[C * D, ...]`` values as a ``[C, D, ...]`` numpy array."""
-    array = torch.stack(draws).detach().cpu().numpy()
-    return array.reshape(num_chains, num_draws, *array.shape[1:])
-
-
 def _dims(name, shape):
     return [f"{name}_dim_{k}" for k in range(len(shape))]
 
@@ -148,38 +142,58 @@ def to_inference_data(
     >>> idata.log_likelihood["x"].shape
     (1, 10, 20)
     """
-    import xarray as xr
+    num_predictive = _check_arguments(x.shape[0], bool(torch.isfinite(x).all()), scale, num_samples,
+                                      num_draws, num_chains, num_predictive)
+    with torch.no_grad():
+        results = [_draw(model, guide, x, scale, num_samples, num_predictive, obs_site)
+                   for _ in range(num_chains * num_draws)]
+    return _assemble(results, x, obs_site=obs_site, num_chains=num_chains, num_draws=num_draws,
+                     scale=scale, num_samples=num_samples, history=history, protocol=protocol)
 
+
+def _check_arguments(n, finite, scale, num_samples, num_draws, num_chains, num_predictive):
+    """Check the arguments shared by both sides; return ``num_predictive`` (default ``n``)."""
     _check(scale, num_samples, num_draws)
     if not (isinstance(num_chains, int) and num_chains >= 1):
         raise ValueError(f"Expected num_chains to be an int >= 1, actual {num_chains!r}")
     if num_predictive is None:
-        num_predictive = x.shape[0]
+        num_predictive = n
     if not (isinstance(num_predictive, int) and num_predictive >= 0):
         raise ValueError(f"Expected num_predictive to be an int >= 0, actual {num_predictive!r}")
-    if not torch.isfinite(x).all():
+    if not finite:
         raise ValueError("Expected finite held-out data, actual NaN or inf; drop or impute those rows")
-    with torch.no_grad():
-        results = [_draw(model, guide, x, scale, num_samples, num_predictive, obs_site)
-                   for _ in range(num_chains * num_draws)]
+    return num_predictive
+
+
+def _numpy(value):
+    return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+
+
+def _assemble(results, x, *, obs_site, num_chains, num_draws, scale, num_samples, history, protocol, **extra):
+    """The groups from per-draw ``(weights, predictive_mean, log_likelihood_row, predictive)``
+    (torch or JAX arrays), wrapped for the installed ArviZ; ``extra`` goes into the attributes."""
+    import xarray as xr
+
     weights, means, rows, predictive = zip(*results)
+
+    def stack(values):
+        array = np.stack([_numpy(v) for v in values])
+        return array.reshape(num_chains, num_draws, *array.shape[1:])
+
+    x = _numpy(x)
     coords = {"chain": np.arange(num_chains), "draw": np.arange(num_draws)}
     sample = ["chain", "draw"]
     obs_dims = _dims(obs_site, x.shape)
-
-    posterior = {name: _stack([w[name] for w in weights], num_chains, num_draws) for name in weights[0]}
-    posterior["predictive_mean"] = _stack(means, num_chains, num_draws)
-    posterior = xr.Dataset(
-        {k: (sample + _dims(k, v.shape[2:]), v) for k, v in posterior.items()}, coords=coords
-    )
+    posterior = {name: stack([w[name] for w in weights]) for name in weights[0]}
+    posterior["predictive_mean"] = stack(means)
     groups = {
-        "posterior": posterior,
-        "log_likelihood": xr.Dataset({obs_site: (sample + obs_dims[:1], _stack(rows, num_chains, num_draws))}, coords=coords),
-        "observed_data": xr.Dataset({obs_site: (obs_dims, x.detach().cpu().numpy())}),
+        "posterior": xr.Dataset({k: (sample + _dims(k, v.shape[2:]), v) for k, v in posterior.items()}, coords=coords),
+        "log_likelihood": xr.Dataset({obs_site: (sample + obs_dims[:1], stack(rows))}, coords=coords),
+        "observed_data": xr.Dataset({obs_site: (obs_dims, x)}),
     }
-    if num_predictive:
-        values = _stack(predictive, num_chains, num_draws)
-        dims = sample + ([obs_dims[0]] if num_predictive == x.shape[0] else ["sample"]) + obs_dims[1:]
+    if predictive[0] is not None:
+        values = stack(predictive)
+        dims = sample + ([obs_dims[0]] if values.shape[2] == x.shape[0] else ["sample"]) + obs_dims[1:]
         groups["posterior_predictive"] = xr.Dataset({obs_site: (dims, values)}, coords=coords)
     stats = _history_dataset(history, xr)
     if stats is not None:
@@ -191,6 +205,7 @@ def to_inference_data(
         "num_heldout": int(x.shape[0]),
         "random_weights": sorted(weights[0]),
         "library": "bayesgan",
+        **extra,
         **(protocol or {}),
     })
     for dataset in groups.values():

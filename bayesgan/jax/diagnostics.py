@@ -174,58 +174,15 @@ def to_inference_data(objective, state, x, rng_key, *, scale, num_draws=100, num
         dict of lists.
     :param dict protocol: extra attributes.
     """
-    import xarray as xr
+    from ..diagnostics.inference_data import _assemble, _check_arguments
 
-    from ..diagnostics.inference_data import _attrs, _dims, _history_dataset, _wrap
-    from ..diagnostics.likelihood import _check
-
-    _check(scale, num_samples, num_draws)
-    if not (isinstance(num_chains, int) and num_chains >= 1):
-        raise ValueError(f"Expected num_chains to be an int >= 1, actual {num_chains!r}")
-    num_predictive = x.shape[0] if num_predictive is None else num_predictive
-    if not (isinstance(num_predictive, int) and num_predictive >= 0):
-        raise ValueError(f"Expected num_predictive to be an int >= 0, actual {num_predictive!r}")
     x = jnp.asarray(x)
-    if not bool(jnp.isfinite(x).all()):
-        raise ValueError("Expected finite held-out data, actual NaN or inf; drop or impute those rows")
+    num_predictive = _check_arguments(x.shape[0], bool(jnp.isfinite(x).all()), scale, num_samples,
+                                      num_draws, num_chains, num_predictive)
     params = objective.constrain(state.generator_params)
     draw = jax.jit(lambda key: _draw(objective, params, x, key, scale, num_samples, num_predictive))
     results = [draw(key) for key in jax.random.split(rng_key, num_chains * num_draws)]
-    weights, means, rows, predictive = zip(*results)
-
-    def stack(values):
-        array = np.stack([np.asarray(v) for v in values])
-        return array.reshape(num_chains, num_draws, *array.shape[1:])
-
-    coords = {"chain": np.arange(num_chains), "draw": np.arange(num_draws)}
-    sample = ["chain", "draw"]
-    obs_site = objective.obs_site
-    obs_dims = _dims(obs_site, x.shape)
-    posterior = {name: stack([w[name] for w in weights]) for name in weights[0]}
-    posterior["predictive_mean"] = stack(means)
-    groups = {
-        "posterior": xr.Dataset({k: (sample + _dims(k, v.shape[2:]), v) for k, v in posterior.items()}, coords=coords),
-        "log_likelihood": xr.Dataset({obs_site: (sample + obs_dims[:1], stack(rows))}, coords=coords),
-        "observed_data": xr.Dataset({obs_site: (obs_dims, np.asarray(x))}),
-    }
-    if num_predictive:
-        dims = sample + ([obs_dims[0]] if num_predictive == x.shape[0] else ["sample"]) + obs_dims[1:]
-        groups["posterior_predictive"] = xr.Dataset({obs_site: (dims, stack(predictive))}, coords=coords)
     if history is not None and hasattr(history, "_asdict"):
         history = {k: np.asarray(v).tolist() for k, v in history._asdict().items()}
-    stats = _history_dataset(history, xr)
-    if stats is not None:
-        groups["sample_stats"] = stats
-    attrs = _attrs({
-        "estimator": "relaxed log-likelihood: log-mean-exp of N(x | G(z), scale^2 I) over num_samples latents",
-        "scale": float(scale),
-        "num_samples": num_samples,
-        "num_heldout": int(x.shape[0]),
-        "random_weights": sorted(weights[0]),
-        "library": "bayesgan",
-        "backend": "jax",
-        **(protocol or {}),
-    })
-    for dataset in groups.values():
-        dataset.attrs.update(attrs)
-    return _wrap(groups)
+    return _assemble(results, x, obs_site=objective.obs_site, num_chains=num_chains, num_draws=num_draws,
+                     scale=scale, num_samples=num_samples, history=history, protocol=protocol, backend="jax")
