@@ -76,7 +76,7 @@ class BiGAN(FGAN):
                 f"actual {tuple(z_enc.shape)}; check the encoder's output size and the guide's plate"
             )
         self._shapes = (tuple(batch.shape[1:]), tuple(z_enc.shape[1:]))
-        return self.critic.init(key, batch, z_enc)["params"]
+        return self.critic.init(key, batch, z_enc)
 
     def _latent(self, trace, owner):
         sites = [n for n, s in trace.items() if s["type"] == "sample"]
@@ -101,11 +101,10 @@ class BiGAN(FGAN):
         z_prior = model_trace[self.latent_site]["value"]
         return _flatten(site["infer"]["obs"], z_enc), _flatten(site["value"], z_prior)
 
-    def _critic_apply(self, critic_params, rows):
+    def _critic_inputs(self, rows):
         x_shape, z_shape = self._shapes
         split, n = math.prod(x_shape), rows.shape[0]
-        x, z = rows[:, :split].reshape(n, *x_shape), rows[:, split:].reshape(n, *z_shape)
-        return self.critic.apply({"params": critic_params}, x, z)
+        return rows[:, :split].reshape(n, *x_shape), rows[:, split:].reshape(n, *z_shape)
 
     def _generator_loss(self, v_real, v_gen):
         # the real pair's term reaches the encoder (the guide's parameters)

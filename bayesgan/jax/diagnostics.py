@@ -93,8 +93,8 @@ def generator_sharpness(objective, state, batch, rng_key, **kwargs):
 
     def loss_fn(gp):
         real, fake, kl = objective.sample(model_key, gp, batch)
-        v_real = objective._critic_apply(critic_params, real)
-        loss = objective._generator_loss(v_real, objective._critic_apply(critic_params, fake))
+        v_real = objective._critic_apply(critic_params, real, state.critic_state)
+        loss = objective._generator_loss(v_real, objective._critic_apply(critic_params, fake, state.critic_state))
         return loss + kl / objective.num_data if objective.guide is not None else loss
 
     return hessian_eigenvalues(loss_fn, state.generator_params, **kwargs)

@@ -21,6 +21,17 @@ jax.random.split(rng_key)``), and the critic's penalty is evaluated once, on the
 batch (the torch side's ``num_masks``). The model's mutable sites (``flax_module(...,
 mutable=["batch_stats"])``: BatchNorm's running statistics) are carried in
 ``GANState.generator_state`` and threaded through the passes.
+
+The critic's mutable collections (every one of ``critic.init``'s but ``params`` and
+``intermediates``: ``batch_stats``, i.e. BatchNorm's running statistics or the power iteration's
+vectors of Flax's ``SpectralNorm``) are carried in ``GANState.critic_state``. In a step the
+critic is applied in its default (training) mode, with those collections mutable: its own
+term's forwards, on the real batch then on the fakes (pass by pass), update them in that order,
+as the torch side's train-mode BatchNorm does; the generator's term and the penalties apply it
+to the step's incoming ``critic_state`` with the batch's statistics and discard the updates.
+Outside training, :meth:`AdversarialObjective.critic_apply` applies it with the carried state,
+nothing mutable (pass the module's evaluation flag, e.g. ``train=False``, to use the running
+statistics). The collections keep their dtypes (a stable carry for :func:`jax.lax.scan`).
 """
 
 from typing import Any, NamedTuple
@@ -39,7 +50,8 @@ __all__ = ["AdversarialObjective", "GANInfo", "GANState"]
 class GANState(NamedTuple):
     """Both players' parameters (the generator's unconstrained) and optax states, the step, and
     the model's mutable sites (``flax_module(..., mutable=["batch_stats"])``: ``{site: value}``,
-    empty without them)."""
+    empty without them) and the critic's mutable collections (``{"batch_stats": ...}``, empty
+    without them)."""
 
     generator_params: Any
     critic_params: Any
@@ -47,6 +59,7 @@ class GANState(NamedTuple):
     critic_opt_state: Any
     step: Any
     generator_state: Any = None
+    critic_state: Any = None
 
 
 class GANInfo(NamedTuple):
@@ -194,7 +207,12 @@ class AdversarialObjective:
         for name, value in self._params(model_trace).items():
             params.setdefault(name, value)
         generator_params = {name: self._transforms[name].inv(value) for name, value in params.items()}
-        critic_params = self._init_critic(critic_key, batch, model_trace, guide) if critic is not None else {}
+        critic_variables = {}
+        if critic is not None:
+            critic_variables = dict(self._init_critic(critic_key, batch, model_trace, guide))
+        critic_params = critic_variables.pop("params", {})
+        critic_variables.pop("intermediates", None)
+        self._initial_critic_state = critic_variables
         critic_opt_state = self.critic_optimizer.init(critic_params) if critic is not None else ()
         return GANState(
             generator_params,
@@ -203,10 +221,11 @@ class AdversarialObjective:
             critic_opt_state,
             jnp.zeros((), dtype=jnp.int32),
             generator_state,
+            critic_variables,
         )
 
     def _init_critic(self, key, batch, model_trace, guide):
-        return self.critic.init(key, batch)["params"]
+        return self.critic.init(key, batch)
 
     def _check_critic(self, critic):
         if critic is None:
@@ -308,8 +327,43 @@ class AdversarialObjective:
         site = model_trace[self.obs_site]
         return site["infer"]["obs"], site["value"]
 
-    def _critic_apply(self, critic_params, x):
-        return self.critic.apply({"params": critic_params}, x)
+    def _critic_inputs(self, x):
+        """The critic's positional arguments for a batch ``x``."""
+        return (x,)
+
+    def _critic_apply(self, critic_params, x, critic_state=None, *, mutable=True, **kwargs):
+        """The critic's outputs on ``x``: with ``mutable`` in training mode (the batch's
+        statistics; the updates are discarded), else with the carried state, nothing mutable."""
+        return self._critic_run(critic_params, x, critic_state, mutable=mutable, **kwargs)[0]
+
+    def _critic_run(self, critic_params, x, critic_state=None, *, mutable=True, **kwargs):
+        """``(outputs, critic_state)``: the critic applied with its mutable collections (by
+        default the initial ones), updated when ``mutable``."""
+        if critic_state is None:
+            critic_state = getattr(self, "_initial_critic_state", {})
+        variables = {"params": critic_params, **critic_state}
+        if not critic_state or not mutable:
+            return self.critic.apply(variables, *self._critic_inputs(x), **kwargs), critic_state
+        out, new = self.critic.apply(variables, *self._critic_inputs(x), mutable=list(critic_state), **kwargs)
+        # the incoming dtypes kept (Flax's running variance starts as float32): a stable carry
+        new = jax.tree.map(lambda n, o: jnp.asarray(n, dtype=jnp.result_type(o)),
+                           dict(new), {name: critic_state[name] for name in new})
+        return out, {**critic_state, **jax.lax.stop_gradient(new)}
+
+    def critic_apply(self, state, x, **kwargs):
+        """The critic's outputs on ``x`` outside training: its parameters (projected by
+        ``constraint``) and ``state.critic_state``, nothing mutable; ``kwargs`` go to the
+        module (e.g. ``train=False`` for BatchNorm's running statistics).
+
+        :param state: a :class:`GANState`.
+        :param x: a batch (a BiGAN's rows ``[x, z]``).
+        """
+        if self.critic is None:
+            raise ValueError("Expected a bound critic (init(rng_key, model, critic, batch)), actual None")
+        critic_params = state.critic_params
+        if self.constraint is not None:
+            critic_params = self.constraint(critic_params)
+        return self._critic_apply(critic_params, x, state.critic_state, mutable=False, **kwargs)
 
     # -- one step --------------------------------------------------------------------------
     def step(self, rng_key, state, batch):
@@ -327,7 +381,9 @@ class AdversarialObjective:
                 update_generator, lambda: generator_pass(True), lambda: generator_pass(False)
             )
         fakes = jax.lax.stop_gradient(fakes)
-        c_params, c_opt, c_loss, record, penalty = self._critic_update(penalty_key, critic_params, state, reals, fakes)
+        c_params, c_opt, c_loss, record, penalty, c_state = self._critic_update(
+            penalty_key, critic_params, state, reals, fakes
+        )
         info = GANInfo(
             critic_loss=c_loss,
             generator_loss=g_loss,
@@ -342,7 +398,9 @@ class AdversarialObjective:
         )
         if state.generator_state is None:
             g_state = None
-        return GANState(g_params, c_params, g_opt, c_opt, state.step + 1, g_state), info
+        if state.critic_state is None:
+            c_state = None
+        return GANState(g_params, c_params, g_opt, c_opt, state.step + 1, g_state, c_state), info
 
     def _pass_keys(self, key):
         """The model's keys of the ``num_masks`` passes."""
@@ -352,12 +410,13 @@ class AdversarialObjective:
         """``run(differentiate) -> (loss, penalty, kl, reals, fakes, params, opt_state)``, the
         losses averaged over the passes, ``reals`` and ``fakes`` tuples of the passes' batches."""
         frozen = jax.lax.stop_gradient(critic_params)
+        critic_state = state.critic_state
         keys = self._pass_keys(key)
 
         def objective(gp, key, mutable):
             real, fake, kl, mutable = self._sample(key, gp, batch, mutable)
-            v_real = self._critic_apply(frozen, real)
-            loss = self._generator_loss(v_real, self._critic_apply(frozen, fake))
+            v_real = self._critic_apply(frozen, real, critic_state)
+            loss = self._generator_loss(v_real, self._critic_apply(frozen, fake, critic_state))
             return loss, (kl, real, fake, jax.lax.stop_gradient(v_real), mutable)
 
         def with_kl(gp, key, mutable):
@@ -369,7 +428,10 @@ class AdversarialObjective:
             penalty = _zero()
             if penalize and self.generator_penalty is not None:
                 penalty = self.generator_penalty(
-                    lambda p: objective(p, key, mutable), gp, self._samples_objective(frozen, aux[3]), aux[2]
+                    lambda p: objective(p, key, mutable),
+                    gp,
+                    self._samples_objective(frozen, aux[3], critic_state),
+                    aux[2],
                 )
             return loss, penalty, aux
 
@@ -411,31 +473,37 @@ class AdversarialObjective:
         """The generator's loss on the critic's outputs; the real data's reach no player."""
         return self._generator_objective(jax.lax.stop_gradient(v_real), v_gen)
 
-    def _samples_objective(self, frozen, v_real):
+    def _samples_objective(self, frozen, v_real, critic_state=None):
         """The generator's loss as a function of the fakes (``wrt="samples"`` penalties)."""
-        return lambda fake: self._generator_objective(v_real, self._critic_apply(frozen, fake))
+        return lambda fake: self._generator_objective(v_real, self._critic_apply(frozen, fake, critic_state))
 
     def _critic_update(self, key, critic_params, state, reals, fakes):
         """The critic's step on the passes' batches (tuples): the objective averaged over them,
-        the penalty on the first."""
+        the penalty on the first; returns ``(params, opt_state, loss, record, penalty,
+        critic_state)``, the mutable collections updated by the real then fake forwards."""
 
         def loss_fn(cp):
             losses, records = [], []
+            mutable = state.critic_state
             for real, fake in zip(reals, fakes):
-                loss, record = self._critic_objective(self._critic_apply(cp, real), self._critic_apply(cp, fake))
+                v_real, mutable = self._critic_run(cp, real, mutable)
+                v_fake, mutable = self._critic_run(cp, fake, mutable)
+                loss, record = self._critic_objective(v_real, v_fake)
                 losses.append(loss)
                 records.append(record)
             loss, record = _average(losses), _average(records)
             penalty = _zero()
             if self.penalty is not None:
-                penalty = self._call_penalty(key, lambda x: self._critic_apply(cp, x), reals[0], fakes[0], state.step)
-            return loss + penalty, (record, penalty)
+                penalty = self._call_penalty(
+                    key, lambda x: self._critic_apply(cp, x, state.critic_state), reals[0], fakes[0], state.step
+                )
+            return loss + penalty, (record, penalty, mutable)
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, (record, penalty)), grads = grad_fn(critic_params)
+        (loss, (record, penalty, mutable)), grads = grad_fn(critic_params)
         updates, opt = _update(self.critic_optimizer, grads, state.critic_opt_state, critic_params,
                                lambda p, i=0: grad_fn(p)[1])
-        return optax.apply_updates(critic_params, updates), opt, loss, record, penalty
+        return optax.apply_updates(critic_params, updates), opt, loss, record, penalty, mutable
 
     def _call_penalty(self, key, critic_fn, real, fake, step):
         if getattr(self.penalty, "uses_step", False):

@@ -102,15 +102,17 @@ class MMD(AdversarialObjective):
     def _mmd2(self, x, y):
         return mmd2(x, y, self.kernel, estimator=self.estimator)
 
-    def _critic_apply(self, critic_params, x):
-        return x if self.critic is None else super()._critic_apply(critic_params, x)
+    def _critic_run(self, critic_params, x, critic_state=None, **kwargs):
+        if self.critic is None:
+            return x, critic_state
+        return super()._critic_run(critic_params, x, critic_state, **kwargs)
 
     def _critic_update(self, key, critic_params, state, reals, fakes):
         if self.critic is not None:
             return super()._critic_update(key, critic_params, state, reals, fakes)
         estimate = _average([self._mmd2(real, fake) for real, fake in zip(reals, fakes)])
         zero = jnp.zeros_like(estimate)
-        return critic_params, state.critic_opt_state, zero, {"divergence": estimate}, zero
+        return critic_params, state.critic_opt_state, zero, {"divergence": estimate}, zero, state.critic_state
 
     def _critic_objective(self, v_real, v_fake):
         estimate = self._mmd2(v_real, v_fake)
