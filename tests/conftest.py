@@ -33,3 +33,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def jax_x64():
+    """Run a JAX test module in float64 (``jax_enable_x64``), restoring the previous setting.
+
+    Opt in with ``pytestmark = pytest.mark.usefixtures("jax_x64")`` after importorskip("jax").
+    """
+    import jax
+
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)

@@ -23,16 +23,9 @@ from numpyro.infer import Predictive  # noqa: E402
 
 from bayesgan.jax import FGAN, to_inference_data  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("float64")
+pytestmark = pytest.mark.usefixtures("float64", "jax_x64")
 N_DATA = 50
 
-
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
 
 
 class DropoutGenerator(nn.Module):

@@ -21,19 +21,12 @@ from bayesgan.jax import FGAN, MMD, Wasserstein  # noqa: E402
 from bayesgan.jax import penalties as jpen  # noqa: E402
 from bayesgan.jax.diagnostics import generator_sharpness  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("float64")
+pytestmark = pytest.mark.usefixtures("float64", "jax_x64")
 
 X = np.array([[1.5, 0.2], [-0.5, 0.9], [0.0, -0.3], [3.0, 1.0], [0.7, -1.4]])
 LR = 0.05
 MOMENTUM = 0.9
 
-
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
 
 
 def model(x):

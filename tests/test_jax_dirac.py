@@ -25,15 +25,8 @@ from bayesgan.jax import FGAN, Wasserstein  # noqa: E402
 from bayesgan.jax import penalties as jpen  # noqa: E402
 from bayesgan.penalties import R1  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("float64")
+pytestmark = pytest.mark.usefixtures("float64", "jax_x64")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
 
 
 def dirac_model(offsets):

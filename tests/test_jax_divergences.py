@@ -20,7 +20,7 @@ from bayesgan.infer import FGANLoss  # noqa: E402
 from bayesgan.jax import FGAN  # noqa: E402
 from bayesgan.jax import divergences as jdiv  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("float64")
+pytestmark = pytest.mark.usefixtures("float64", "jax_x64")
 
 CASES = [(n, {}) for n in jdiv.names() if n not in ("alpha", "weighted_js")] + [
     ("alpha", {"alpha": 0.5}), ("alpha", {"alpha": 2.0}), ("alpha", {"alpha": -1.0}),
@@ -28,13 +28,6 @@ CASES = [(n, {}) for n in jdiv.names() if n not in ("alpha", "weighted_js")] + [
 ]
 IDS = [f"{n}{kw.get('alpha', kw.get('pi', ''))}" for n, kw in CASES]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
 
 
 def both(name, kwargs):

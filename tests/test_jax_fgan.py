@@ -26,15 +26,8 @@ from bayesgan.infer import FGANLoss  # noqa: E402
 from bayesgan.jax import FGAN  # noqa: E402
 from bayesgan.jax import divergences as jdiv  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("float64")
+pytestmark = pytest.mark.usefixtures("float64", "jax_x64")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
 
 
 def loc_model(x):

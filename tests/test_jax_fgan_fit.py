@@ -22,15 +22,8 @@ from bayesgan.jax import FGAN  # noqa: E402
 from bayesgan.jax import divergences as jdiv  # noqa: E402
 from bayesgan.jax.penalties import OutputPenalty  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("jax_x64")]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
 
 
 def scale_location_model(x):

@@ -28,18 +28,11 @@ from bayesgan.jax import FGAN, MMD, Relativistic, Wasserstein  # noqa: E402
 from bayesgan.jax import penalties as jpen  # noqa: E402
 from bayesgan.jax.mmd import RBFMixture, mmd2  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("float64")
+pytestmark = pytest.mark.usefixtures("float64", "jax_x64")
 
 Z = np.array([[-1.0, 0.3], [0.25, -0.7], [0.5, 1.1], [2.0, 0.0], [-0.4, -1.2]])
 X = np.array([[1.5, 0.2], [-0.5, 0.9], [0.0, -0.3], [3.0, 1.0], [0.7, -1.4]])
 
-
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
 
 
 def torch_critic(out=1, seed=0):

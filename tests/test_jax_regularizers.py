@@ -26,19 +26,12 @@ from bayesgan.infer import SAM, FGANLoss  # noqa: E402
 from bayesgan.jax import EMA, FGAN, relax, sam  # noqa: E402
 from bayesgan.jax.diagnostics import generator_sharpness, hessian_eigenvalues, hessian_trace, hvp  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("float64")
+pytestmark = pytest.mark.usefixtures("float64", "jax_x64")
 
 Z = np.array([[-1.0], [0.25], [0.5], [2.0]])
 X = np.array([[1.5], [-0.5], [0.0], [3.0]])
 A = np.array([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 1.0]])
 
-
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
 
 
 def loc_model(x):
