@@ -27,7 +27,6 @@ pytestmark = pytest.mark.usefixtures("float64", "jax_x64")
 N_DATA = 50
 
 
-
 class DropoutGenerator(nn.Module):
     @nn.compact
     def __call__(self, z):

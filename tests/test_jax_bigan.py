@@ -34,7 +34,6 @@ Z = np.array([[-1.0, 0.3], [0.25, -0.7], [0.5, 1.1], [2.0, 0.0]])
 X = np.array([[1.5, 0.2], [-0.5, 0.9], [0.0, -0.3], [3.0, 1.0]])
 
 
-
 class Joint(nn.Module):
     @nn.compact
     def __call__(self, x, z):

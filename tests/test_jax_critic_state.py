@@ -28,7 +28,6 @@ LR = 0.05
 MOMENTUM = 0.9
 
 
-
 def model(x):
     loc = numpyro.param("loc", jnp.array([0.3, -0.2]))
     scale = numpyro.param("scale", jnp.array([1.2, 0.8]))

@@ -28,7 +28,6 @@ from bayesgan.penalties import R1  # noqa: E402
 pytestmark = pytest.mark.usefixtures("float64", "jax_x64")
 
 
-
 def dirac_model(offsets):
     def model(x):
         theta = numpyro.param("theta", jnp.ones(1))

@@ -29,7 +29,6 @@ CASES = [(n, {}) for n in jdiv.names() if n not in ("alpha", "weighted_js")] + [
 IDS = [f"{n}{kw.get('alpha', kw.get('pi', ''))}" for n, kw in CASES]
 
 
-
 def both(name, kwargs):
     return tdiv.get(name, **kwargs), jdiv.get(name, **kwargs)
 

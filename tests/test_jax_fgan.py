@@ -29,7 +29,6 @@ from bayesgan.jax import divergences as jdiv  # noqa: E402
 pytestmark = pytest.mark.usefixtures("float64", "jax_x64")
 
 
-
 def loc_model(x):
     loc = numpyro.param("loc", jnp.zeros(1))
     with numpyro.plate("data", x.shape[0]):

@@ -25,7 +25,6 @@ from bayesgan.jax.penalties import OutputPenalty  # noqa: E402
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("jax_x64")]
 
 
-
 def scale_location_model(x):
     mu = numpyro.param("mu", jnp.zeros(1))
     s = numpyro.param("s", jnp.ones(1), constraint=constraints.positive)

@@ -29,7 +29,6 @@ X = np.array([[1.5, 0.2], [-0.5, 0.9], [0.0, -0.3], [3.0, 1.0], [0.7, -1.4]])
 LR = 0.05
 
 
-
 def model(x):
     loc = numpyro.param("loc", jnp.array([0.3, -0.2]))
     scale = numpyro.param("scale", jnp.array([1.2, 0.8]))

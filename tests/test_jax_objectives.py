@@ -34,7 +34,6 @@ Z = np.array([[-1.0, 0.3], [0.25, -0.7], [0.5, 1.1], [2.0, 0.0], [-0.4, -1.2]])
 X = np.array([[1.5, 0.2], [-0.5, 0.9], [0.0, -0.3], [3.0, 1.0], [0.7, -1.4]])
 
 
-
 def torch_critic(out=1, seed=0):
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, out))

@@ -33,7 +33,6 @@ X = np.array([[1.5], [-0.5], [0.0], [3.0]])
 A = np.array([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 1.0]])
 
 
-
 def loc_model(x):
     loc = numpyro.param("loc", jnp.full((1,), 0.3))
     with numpyro.plate("data", x.shape[0]):
